@@ -1,0 +1,127 @@
+"""The `rapport` command line. Every command takes --config (default ./config.yaml or RAPPORT_CONFIG)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, load_config
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="config file (default: ./config.yaml or $RAPPORT_CONFIG)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rapport", description="Client-engagement bot for therapy practices.")
+    _config_arg(ap)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="web app + scheduler + outbox worker")
+    _config_arg(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--role", choices=("all", "web", "worker"), default="all")
+    p.add_argument("--telegram-polling", action="store_true", help="long-poll Telegram instead of a webhook")
+
+    p = sub.add_parser("simulate", help="run JSONL scenarios on a virtual clock (stdin -> stdout)")
+    _config_arg(p)
+
+    p = sub.add_parser("chat", help="talk to Rapport as a demo client in the terminal")
+    _config_arg(p)
+    p.add_argument("--lang", default=None)
+
+    p = sub.add_parser("nlu", help="understanding")
+    _config_arg(p)
+    nsub = p.add_subparsers(dest="nlu_command", required=True)
+    q = nsub.add_parser("parse", help="JSONL in, intents and dates out")
+    _config_arg(q)
+
+    p = sub.add_parser("safety", help="crisis detection")
+    _config_arg(p)
+    ssub = p.add_subparsers(dest="safety_command", required=True)
+    q = ssub.add_parser("scan", help="JSONL in, crisis levels out")
+    _config_arg(q)
+
+    p = sub.add_parser("db", help="database")
+    _config_arg(p)
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    q = dsub.add_parser("upgrade", help="apply migrations (alembic upgrade head)")
+    _config_arg(q)
+    q.add_argument("--revision", default="head")
+
+    p = sub.add_parser("scripts", help="dialogue scripts and catalogs")
+    _config_arg(p)
+    csub = p.add_subparsers(dest="scripts_command", required=True)
+    q = csub.add_parser("check", help="validate dialogues and catalogs")
+    _config_arg(q)
+
+    p = sub.add_parser("rasa", help="Rasa NLU integration")
+    _config_arg(p)
+    rsub = p.add_subparsers(dest="rasa_command", required=True)
+    q = rsub.add_parser("export", help="write a Rasa project from the locale examples")
+    _config_arg(q)
+    q.add_argument("dir")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return _dispatch(args)
+    except ConfigError as e:
+        print(f"rapport: invalid config: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "simulate":
+        from bot.simulate import run_simulate
+
+        load_config(args.config)  # an invalid file stops here with one clear line
+        return run_simulate(sys.stdin, sys.stdout, args.config)
+    if cmd == "chat":
+        from bot.chat import run_chat
+
+        return run_chat(args.config, args.lang)
+    if cmd == "nlu":
+        from bot.understanding import run_parse_cli
+
+        return run_parse_cli(sys.stdin, sys.stdout)
+    if cmd == "safety":
+        from bot.safety import run_scan_cli
+
+        return run_scan_cli(sys.stdin, sys.stdout)
+    if cmd == "db":
+        from storage.migrate import upgrade
+
+        cfg, path = load_config(args.config)
+        return upgrade(cfg, path, args.revision)
+    if cmd == "scripts":
+        from bot.scripts_check import run_check
+
+        cfg, path = load_config(args.config)
+        return run_check(cfg, path, sys.stdout)
+    if cmd == "rasa":
+        from pathlib import Path
+
+        from bot.understanding import export_rasa_project
+
+        export_rasa_project(Path(args.dir))
+        print(f"wrote a Rasa project to {args.dir}")
+        return 0
+    if cmd == "serve":
+        from bot.server import run_serve
+
+        return run_serve(args)
+    raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""A unit of work: one transaction, one clock reading, and what it did (for the simulator and metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+
+@dataclass
+class Note:
+    """One observable thing that happened: a transcript line in `rapport simulate`."""
+
+    type: str  # message | appointment | held | alert | alert_acked | alert_resolved
+    at: datetime
+    tz: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Unit:
+    s: Session
+    now: datetime
+    notes: list[Note] = field(default_factory=list)
+    wake_outbox: bool = False
+
+    def note(self, type: str, tz: str | None = None, **data: Any) -> None:
+        self.notes.append(Note(type, self.now, tz, data))

@@ -1,0 +1,129 @@
+"""The store: the small set of queries the service needs, the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, text
+from sqlmodel import Session, col, select
+
+from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, Message, Outbox, Timer
+
+UPCOMING = ("scheduled", "confirmed", "reschedule_requested", "rescheduled")
+
+
+def is_postgres(s: Session) -> bool:
+    return s.get_bind().dialect.name == "postgresql"
+
+
+def lock_client(s: Session, client_key: str) -> None:
+    """Serialise everything that touches one client (messages, timers) for this transaction.
+
+    PostgreSQL: a transaction-scoped advisory lock, which holds across processes. SQLite: every
+    write transaction starts with BEGIN IMMEDIATE (storage.db), so writers are already serialised.
+    """
+    if is_postgres(s):
+        key = zlib.crc32(client_key.encode()) - 2**31
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def client_by_address(s: Session, channel: str, address: str) -> Client | None:
+    if channel == "telegram":
+        return s.exec(select(Client).where(Client.telegram == address)).first()
+    return s.exec(select(Client).where(Client.phone == address)).first()
+
+
+def active_conversation(s: Session, client_id: str) -> Conversation | None:
+    return s.exec(
+        select(Conversation)
+        .where(Conversation.client_id == client_id, Conversation.active == True)  # noqa: E712
+        .order_by(col(Conversation.id).desc())
+    ).first()
+
+
+def open_alert(s: Session, client_id: str | None, address: str | None = None) -> Alert | None:
+    q = select(Alert).where(col(Alert.status).in_(("open", "acked")))
+    q = q.where(Alert.client_id == client_id) if client_id else q.where(Alert.address == address)
+    return s.exec(q.order_by(col(Alert.id).desc())).first()
+
+
+def next_appointment(s: Session, client_id: str, now: datetime) -> Appointment | None:
+    return s.exec(
+        select(Appointment)
+        .where(Appointment.client_id == client_id, col(Appointment.status).in_(UPCOMING), Appointment.start > now)
+        .order_by(col(Appointment.start))
+    ).first()
+
+
+def clinician_bookings(s: Session, clinician_id: str | None, start: datetime, end: datetime) -> list[Appointment]:
+    q = select(Appointment).where(
+        col(Appointment.status).in_(UPCOMING), Appointment.start < end, Appointment.start > start - timedelta(days=1)
+    )
+    if clinician_id is not None:
+        q = q.where(or_(Appointment.clinician_id == clinician_id, col(Appointment.clinician_id).is_(None)))
+    return list(s.exec(q))
+
+
+def pending_timers(s: Session, *, client_id: str | None = None, appointment_id: str | None = None,
+                   kinds: Sequence[str] = ()) -> list[Timer]:
+    q = select(Timer).where(Timer.done == False)  # noqa: E712
+    if client_id is not None:
+        q = q.where(Timer.client_id == client_id)
+    if appointment_id is not None:
+        q = q.where(Timer.appointment_id == appointment_id)
+    if kinds:
+        q = q.where(col(Timer.kind).in_(kinds))
+    return list(s.exec(q))
+
+
+def next_due_timer(s: Session, now: datetime) -> Timer | None:
+    """The earliest pending timer due at or before ``now``, claimed for this transaction.
+
+    Cost is proportional to what is due (an index on (done, due_at)); on PostgreSQL the row is
+    locked with SKIP LOCKED so several processes each take different timers.
+    """
+    q = (
+        select(Timer)
+        .where(Timer.done == False, Timer.due_at <= now)  # noqa: E712
+        .order_by(col(Timer.due_at), col(Timer.id))
+        .limit(1)
+    )
+    if is_postgres(s):
+        q = q.with_for_update(skip_locked=True)
+    return s.exec(q).first()
+
+
+def earliest_pending_due(s: Session) -> datetime | None:
+    return s.exec(select(func.min(Timer.due_at)).where(Timer.done == False)).first()  # noqa: E712
+
+
+def count_automated(s: Session, client_id: str, since: datetime) -> int:
+    return s.exec(
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.client_id == client_id,
+            Message.automated == True,  # noqa: E712
+            Message.direction == "out",
+            Message.status != "held",
+            Message.created_at >= since,  # type: ignore[operator]
+        )
+    ).one()
+
+
+def claim_outbox(s: Session, now: datetime, limit: int = 50) -> list[Outbox]:
+    q = (
+        select(Outbox)
+        .where(Outbox.status == "pending", or_(col(Outbox.next_attempt_at).is_(None), Outbox.next_attempt_at <= now))  # type: ignore[operator]
+        .order_by(col(Outbox.priority).desc(), col(Outbox.id))
+        .limit(limit)
+    )
+    if is_postgres(s):
+        q = q.with_for_update(skip_locked=True)
+    return list(s.exec(q))
+
+
+def audit(s: Session, at: datetime, actor: str, entity: str, entity_id: str, action: str, **detail: object) -> None:
+    s.add(AuditLog(at=at, actor=actor, entity=entity, entity_id=str(entity_id), action=action, detail=dict(detail)))
