@@ -22,8 +22,17 @@ if TYPE_CHECKING:
     from bot.service import Service
 
 LEVEL_RANK = {"moderate": 1, "high": 2}
-COUNTRY_LANG = {"BR": "pt_BR", "PT": "pt_BR", "ES": "es", "MX": "es", "AR": "es", "CO": "es", "CL": "es",
-                "FR": "fr", "DE": "de"}
+COUNTRY_LANG = {
+    "BR": "pt_BR",
+    "PT": "pt_BR",
+    "ES": "es",
+    "MX": "es",
+    "AR": "es",
+    "CO": "es",
+    "CL": "es",
+    "FR": "fr",
+    "DE": "de",
+}
 _ACK = re.compile(r"^\s*(ok|ack|okay|recebido|entendido|visto)\s*#?\s*(\d+)?\s*[.!]?\s*$", re.I)
 _RESOLVE = re.compile(r"^\s*(resolved?|resolvid[oa]|resuelt[oa]|resolver|close[d]?)\s*#?\s*(\d+)?\s*[.!]?\s*$", re.I)
 
@@ -66,16 +75,26 @@ def _link(svc: Service, alert: Alert) -> str:
 def _staff_send(svc: Service, u: Unit, person: OnCall, text: str, step: str, priority: int) -> None:
     channel = "sms" if person.phone else "telegram"
     to = person.phone or person.telegram or person.name
-    svc._send_text(u, None, text, channel=channel, to=to, dialogue="crisis", step=step, priority=priority,
-                   note_to=f"staff:{person.name}")
+    svc._send_text(
+        u,
+        None,
+        text,
+        channel=channel,
+        to=to,
+        dialogue="crisis",
+        step=step,
+        priority=priority,
+        note_to=f"staff:{person.name}",
+    )
 
 
 def _staff_lang(svc: Service) -> str:
     return svc.scripts.pick_lang(svc.cfg.fallback_language, "en")
 
 
-def on_crisis(svc: Service, u: Unit, client: Client | None, channel: str, address: str | None, text: str,
-              scan: Scan) -> None:
+def on_crisis(
+    svc: Service, u: Unit, client: Client | None, channel: str, address: str | None, text: str, scan: Scan
+) -> None:
     from bot.service import PRIORITY_CRISIS, PRIORITY_STAFF
 
     s = u.s
@@ -86,16 +105,32 @@ def on_crisis(svc: Service, u: Unit, client: Client | None, channel: str, addres
     alert = store.open_alert(s, client.id if client else None, None if client else address)
     oncall = svc.cfg.crisis.oncall
     lang = client.lang if client else lang_for_address(svc, address)
-    country = safety.country_for(client.country if client else None, client.phone if client else address,
-                                 svc.cfg.default_country)
-    reply = safety.crisis_reply(lang, country, about=scan.about or "self", staff_told=bool(oncall),
-                                overrides=svc.cfg.crisis.resources, catalog_dirs=svc.catalog_dirs)
+    country = safety.country_for(
+        client.country if client else None, client.phone if client else address, svc.cfg.default_country
+    )
+    reply = safety.crisis_reply(
+        lang,
+        country,
+        about=scan.about or "self",
+        staff_told=bool(oncall),
+        overrides=svc.cfg.crisis.resources,
+        catalog_dirs=svc.catalog_dirs,
+    )
     if client is not None:
         # Answering a message the client just sent is allowed even after an opt-out.
         svc._send_client(u, client, reply, "crisis", "reply", automated=False, priority=PRIORITY_CRISIS)
     else:
-        svc._send_text(u, None, reply, channel=channel, to=address or "", dialogue="crisis", step="reply",
-                       priority=PRIORITY_CRISIS, note_to=_raw_from(channel, address))
+        svc._send_text(
+            u,
+            None,
+            reply,
+            channel=channel,
+            to=address or "",
+            dialogue="crisis",
+            step="reply",
+            priority=PRIORITY_CRISIS,
+            note_to=_raw_from(channel, address),
+        )
     if alert is not None:
         if LEVEL_RANK.get(scan.level or "", 0) > LEVEL_RANK.get(alert.level, 0):
             alert.level = scan.level or alert.level
@@ -103,13 +138,19 @@ def on_crisis(svc: Service, u: Unit, client: Client | None, channel: str, addres
         s.add(alert)
         forward(svc, u, alert, client, text)
         return
-    alert = Alert(client_id=client.id if client else None, address=None if client else _raw_from(channel, address),
-                  channel=channel, level=scan.level or "high", about=scan.about, matched=list(scan.matched),
-                  status="open", created_at=u.now)
+    alert = Alert(
+        client_id=client.id if client else None,
+        address=None if client else _raw_from(channel, address),
+        channel=channel,
+        level=scan.level or "high",
+        about=scan.about,
+        matched=list(scan.matched),
+        status="open",
+        created_at=u.now,
+    )
     s.add(alert)
     s.flush()
-    store.audit(s, u.now, "system:safety", "alert", str(alert.id), "raised", level=alert.level,
-                client=alert.client_id)
+    store.audit(s, u.now, "system:safety", "alert", str(alert.id), "raised", level=alert.level, client=alert.client_id)
     tz = client.tz if client else None
     if not oncall:
         u.note("alert", tz, id=alert.id, client=_alert_client(alert), level=alert.level, to=None)
@@ -125,24 +166,41 @@ def _alert_client(alert: Alert) -> str | None:
     return alert.client_id or alert.address
 
 
-def _send_alert(svc: Service, u: Unit, alert: Alert, client: Client | None, index: int, priority: int,
-                *, again: bool) -> None:
+def _send_alert(
+    svc: Service, u: Unit, alert: Alert, client: Client | None, index: int, priority: int, *, again: bool
+) -> None:
     oncall = svc.cfg.crisis.oncall
     person = oncall[index % len(oncall)]
     alert.oncall_index = index % len(oncall)
     alert.sends += 1
     u.s.add(alert)
     lang = _staff_lang(svc)
-    text = svc._render(lang, "staff.alert_again" if again else "staff.alert",
-                       {"id": alert.id, "level": alert.level, "who": _who(client, alert), "link": _link(svc, alert)},
-                       svc.cfg.default_tz)
+    text = svc._render(
+        lang,
+        "staff.alert_again" if again else "staff.alert",
+        {"id": alert.id, "level": alert.level, "who": _who(client, alert), "link": _link(svc, alert)},
+        svc.cfg.default_tz,
+    )
     if client is not None and client.opted_out and client.channel == "sms" and not client.telegram:
         text += " " + svc._render(lang, "staff.must_call", {}, svc.cfg.default_tz)
-    u.note("alert", client.tz if client else None, id=alert.id, client=_alert_client(alert), level=alert.level,
-           to=f"staff:{person.name}")
+    u.note(
+        "alert",
+        client.tz if client else None,
+        id=alert.id,
+        client=_alert_client(alert),
+        level=alert.level,
+        to=f"staff:{person.name}",
+    )
     _staff_send(svc, u, person, text, "alert", priority)
-    svc._timer(u, "alert_escalation", alert.client_id, None, u.now + svc.cfg.crisis.ack_timeout,
-               alert=alert.id, index=alert.oncall_index)
+    svc._timer(
+        u,
+        "alert_escalation",
+        alert.client_id,
+        None,
+        u.now + svc.cfg.crisis.ack_timeout,
+        alert=alert.id,
+        index=alert.oncall_index,
+    )
 
 
 def escalate(svc: Service, u: Unit, t: Timer) -> str:
@@ -176,8 +234,9 @@ def forward(svc: Service, u: Unit, alert: Alert, client: Client | None, text: st
 
 
 def _find(svc: Service, u: Unit, alert_id: int | None, client_id: str | None, statuses: tuple[str, ...]) -> list[Alert]:
-    from bot.records import RecordError
     from sqlmodel import col, select
+
+    from bot.records import RecordError
 
     if alert_id is not None:
         a = u.s.get(Alert, int(alert_id))
@@ -249,6 +308,7 @@ def staff_command(svc: Service, u: Unit, person: OnCall, channel: str, text: str
         _staff_send(svc, u, person, svc._render(lang, "staff.unknown_command", {}, svc.cfg.default_tz), "command", 5)
         return "staff_noop"
     msg = "staff.acked" if m_ack else "staff.resolved"
-    _staff_send(svc, u, person, svc._render(lang, msg, {"id": alert_id, "by": person.name}, svc.cfg.default_tz),
-                "command", 5)
+    _staff_send(
+        svc, u, person, svc._render(lang, msg, {"id": alert_id, "by": person.name}, svc.cfg.default_tz), "command", 5
+    )
     return "staff_ack" if m_ack else "staff_resolve"

@@ -250,7 +250,7 @@ def _describe(e: ValidationError, data: Any, lines: dict[tuple[str, ...], int], 
             line = lines[loc[:n]]
             break
     where = f"{source}, line {line}" if line else source
-    msg = err["msg"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key {key!r}"
     return f"{where}: {key} = {value!r}: {msg}"

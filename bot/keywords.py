@@ -9,8 +9,25 @@ from __future__ import annotations
 import unicodedata
 
 SMS_OPT_OUT = frozenset(
-    {"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "OPT OUT", "REVOKE",
-     "PARAR", "PARE", "SAIR", "DESCADASTRAR", "BAJA", "DETENER", "CANCELAR SUSCRIPCION"}
+    {
+        "STOP",
+        "STOPALL",
+        "STOP ALL",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "OPTOUT",
+        "OPT OUT",
+        "REVOKE",
+        "PARAR",
+        "PARE",
+        "SAIR",
+        "DESCADASTRAR",
+        "BAJA",
+        "DETENER",
+        "CANCELAR SUSCRIPCION",
+    }
 )
 OPT_IN = frozenset({"START", "UNSTOP", "INICIAR", "VOLTAR", "ALTA", "COMENZAR", "REANUDAR", "OPT IN"})
 # "Yes" re-subscribes only someone who has opted out; otherwise it confirms an appointment.

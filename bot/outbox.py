@@ -8,7 +8,7 @@ recorded as failed with their reason.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine as DbEngine
@@ -34,11 +34,16 @@ def set_testing(on: bool) -> None:
 def backoff(attempt: int) -> timedelta:
     if _testing:
         return timedelta(0)
-    return timedelta(seconds=min(300, 2 ** attempt))
+    return timedelta(seconds=min(300, 2**attempt))
 
 
-def drain(db: DbEngine, senders: dict[str, Sender], now: datetime, limit: int = 100,
-          on_opted_out: Callable[[str, str, str], None] | None = None) -> int:
+def drain(
+    db: DbEngine,
+    senders: Mapping[str, Sender],
+    now: datetime,
+    limit: int = 100,
+    on_opted_out: Callable[[str, str, str], None] | None = None,
+) -> int:
     """Send what is due. Returns how many rows were attempted."""
     with Session(db, expire_on_commit=False) as s:
         rows = store.claim_outbox(s, now, limit)

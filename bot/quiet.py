@@ -19,7 +19,9 @@ def _first_valid(day: datetime, at: time, tz: ZoneInfo) -> datetime:
     if back != naive:  # inside a spring-forward gap: the wall clock jumps past this time
         for minutes in range(1, 181):
             cand = (naive + timedelta(minutes=minutes)).replace(tzinfo=tz)
-            if cand.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) == naive + timedelta(minutes=minutes):
+            if cand.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) == naive + timedelta(
+                minutes=minutes
+            ):
                 return cand.astimezone(ZoneInfo("UTC"))
     return aware.astimezone(ZoneInfo("UTC"))
 

@@ -26,10 +26,35 @@ _MENU = re.compile(
     re.IGNORECASE,
 )
 CLINICAL = (
-    "diagnos", "depress", "ansiedad", "ansiedade", "anxiety", "bipolar", "schizo", "esquizo", "ptsd", "tept",
-    "medication", "medicação", "medicacao", "medicamento", "psychiatr", "psiquiatr", "psychotherap",
-    "psicoterap", "therapy", "terapia", "disorder", "transtorno", "trastorno", "treatment", "tratamento",
-    "tratamiento", "symptom", "sintoma", "síntoma",
+    "diagnos",
+    "depress",
+    "ansiedad",
+    "ansiedade",
+    "anxiety",
+    "bipolar",
+    "schizo",
+    "esquizo",
+    "ptsd",
+    "tept",
+    "medication",
+    "medicação",
+    "medicacao",
+    "medicamento",
+    "psychiatr",
+    "psiquiatr",
+    "psychotherap",
+    "psicoterap",
+    "therapy",
+    "terapia",
+    "disorder",
+    "transtorno",
+    "trastorno",
+    "treatment",
+    "tratamento",
+    "tratamiento",
+    "symptom",
+    "sintoma",
+    "síntoma",
 )
 SAMPLE_NOW = datetime(2026, 12, 3, 15, 30, tzinfo=UTC)
 
@@ -132,9 +157,18 @@ def _check_text(out: list[Finding], lang: str, mid: str, text: str, ref: str | N
 def _sample(text: str, cfg: Config) -> str:
     when = "Wednesday, December 30 at 10:30 AM"
     slots = "\n".join(f"{i}) Wed, Dec 30, 10:30 AM" for i in (1, 2, 3))
-    values = {"name": "Alexandra", "practice": cfg.practice_name, "when": when, "slots": slots, "id": "1234",
-              "level": "moderate", "who": "Alexandra (client-0001)", "link": "https://example.org/api/alerts/1234",
-              "by": "on-call", "text": ""}
+    values = {
+        "name": "Alexandra",
+        "practice": cfg.practice_name,
+        "when": when,
+        "slots": slots,
+        "id": "1234",
+        "level": "moderate",
+        "who": "Alexandra (client-0001)",
+        "link": "https://example.org/api/alerts/1234",
+        "by": "on-call",
+        "text": "",
+    }
     return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 

@@ -141,8 +141,15 @@ class Service:
             clin = self.cfg.clinician(rec.clinician)
             minutes = rec.minutes or (clin.session_minutes if clin else 50)
             if a is None:
-                a = Appointment(id=rec.id, client_id=rec.client, clinician_id=rec.clinician, start=rec.start,
-                                minutes=minutes, status="scheduled", history=[])
+                a = Appointment(
+                    id=rec.id,
+                    client_id=rec.client,
+                    clinician_id=rec.clinician,
+                    start=rec.start,
+                    minutes=minutes,
+                    status="scheduled",
+                    history=[],
+                )
                 self._status(u, a, client, "scheduled", actor)
                 u.s.add(a)
                 u.s.flush()
@@ -238,9 +245,16 @@ class Service:
         if client is None:
             if keyword(inb.text, channel, False) != "opt_out":
                 lang = alerts.lang_for_address(self, address)
-                self._send_text(u, None, self._render(lang, "help.unknown_sender", {}, self.cfg.default_tz),
-                                channel=channel, to=inb.address or address or "", dialogue="help",
-                                step="unknown_sender", priority=PRIORITY_REPLY)
+                self._send_text(
+                    u,
+                    None,
+                    self._render(lang, "help.unknown_sender", {}, self.cfg.default_tz),
+                    channel=channel,
+                    to=inb.address or address or "",
+                    dialogue="help",
+                    step="unknown_sender",
+                    priority=PRIORITY_REPLY,
+                )
             return "unknown_sender"
 
         # 4. carrier keywords, honoured in any state
@@ -303,8 +317,9 @@ class Service:
         elif intent == "cancel":
             self._start(u, client, "appointment_reminder", step="cancelled", appt=appt, automated=False)
         elif intent == "reschedule":
-            self._start(u, client, "reschedule", appt=appt, automated=False,
-                        vars={"when": parsed.when} if parsed.when else None)
+            self._start(
+                u, client, "reschedule", appt=appt, automated=False, vars={"when": parsed.when} if parsed.when else None
+            )
         else:
             self._start(u, client, "help", step="fallback", automated=False)
             return "fallback"
@@ -314,9 +329,18 @@ class Service:
         return self.parse(text, client.lang, context, now.astimezone(ZoneInfo(client.tz)), client.tz)
 
     def _record_in(self, u: Unit, client: Client | None, channel: str, inb: Inbound, address: str | None) -> None:
-        u.s.add(Message(client_id=client.id if client else None, address=None if client else address,
-                        direction="in", channel=channel, body=inb.text, provider_id=inb.provider_id,
-                        status="received", created_at=u.now))
+        u.s.add(
+            Message(
+                client_id=client.id if client else None,
+                address=None if client else address,
+                direction="in",
+                channel=channel,
+                body=inb.text,
+                provider_id=inb.provider_id,
+                status="received",
+                created_at=u.now,
+            )
+        )
 
     # -- consent and opt-out ------------------------------------------------------------------------
 
@@ -327,8 +351,14 @@ class Service:
         was = client.opted_out
         client.opted_out = True
         client.opted_out_at = u.now
+        # Opting out withdraws consent to automated messages; opting back in gives it again.
+        client.consent = False
+        client.consent_source = "client_opt_out"
+        client.consent_at = u.now
         u.s.add(client)
-        store.audit(u.s, u.now, f"{actor}:{client.id}" if actor == "client" else actor, "client", client.id, "opted_out")
+        store.audit(
+            u.s, u.now, f"{actor}:{client.id}" if actor == "client" else actor, "client", client.id, "opted_out"
+        )
         if not was:
             # The one message the carrier rules allow after STOP: a confirmation.
             self._start(u, client, "opt_out", automated=False, force=True)
@@ -336,6 +366,9 @@ class Service:
     def _opt_in(self, u: Unit, client: Client) -> None:
         client.opted_out = False
         client.opted_out_at = None
+        client.consent = True
+        client.consent_source = "client_opt_in"
+        client.consent_at = u.now
         u.s.add(client)
         store.audit(u.s, u.now, f"client:{client.id}", "client", client.id, "opted_in")
         self._start(u, client, "opt_in", automated=False)
@@ -404,8 +437,9 @@ class Service:
         assert client is not None
         appt = self._conv_appt(u, conv, client)
         try:
-            sprint = self.engine.resume(_state(conv), WaitTimeout(datetime.fromisoformat(t.payload["timeout_at"])),
-                                        self._ctx(u, client, appt))
+            sprint = self.engine.resume(
+                _state(conv), WaitTimeout(datetime.fromisoformat(t.payload["timeout_at"])), self._ctx(u, client, appt)
+            )
         except Rejected:
             return "stale"
         self._apply(u, client, conv, appt, sprint, automated=True)
@@ -469,17 +503,30 @@ class Service:
         return day >= lim.per_day or week >= lim.per_week
 
     def _held(self, u: Unit, client: Client, dialogue: str, reason: str, until: datetime | None) -> None:
-        u.s.add(Message(client_id=client.id, direction="out", channel=client.channel, body="", dialogue=dialogue,
-                        automated=True, status="held", reason=reason, created_at=u.now))
+        u.s.add(
+            Message(
+                client_id=client.id,
+                direction="out",
+                channel=client.channel,
+                body="",
+                dialogue=dialogue,
+                automated=True,
+                status="held",
+                reason=reason,
+                created_at=u.now,
+            )
+        )
         data: dict[str, Any] = {"to": client.id, "reason": reason, "dialogue": dialogue}
         if until is not None:
             data["until"] = until
         u.note("held", client.tz, **data)
 
-    def _timer(self, u: Unit, kind: str, client_id: str | None, appointment_id: str | None, due: datetime,
-               **payload: Any) -> Timer:
-        t = Timer(kind=kind, client_id=client_id, appointment_id=appointment_id, due_at=due, payload=payload,
-                  created_at=u.now)
+    def _timer(
+        self, u: Unit, kind: str, client_id: str | None, appointment_id: str | None, due: datetime, **payload: Any
+    ) -> Timer:
+        t = Timer(
+            kind=kind, client_id=client_id, appointment_id=appointment_id, due_at=due, payload=payload, created_at=u.now
+        )
         u.s.add(t)
         return t
 
@@ -504,36 +551,78 @@ class Service:
 
     # -- conversations ------------------------------------------------------------------------------
 
-    def _start(self, u: Unit, client: Client, dialogue: str, *, step: str | None = None,
-               appt: Appointment | None = None, automated: bool, vars: dict[str, Any] | None = None,
-               force: bool = False) -> None:
+    def _start(
+        self,
+        u: Unit,
+        client: Client,
+        dialogue: str,
+        *,
+        step: str | None = None,
+        appt: Appointment | None = None,
+        automated: bool,
+        vars: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> None:
         old = store.active_conversation(u.s, client.id)
         one_shot = dialogue == "help" and step in (None, "help")
         if old is not None and not one_shot:
             self._end(u, old, "replaced")
         ctx = self._ctx(u, client, appt)
         sprint = self.engine.start(dialogue, ctx, vars=vars, step=step)
-        conv = Conversation(client_id=client.id, dialogue=dialogue, step=step or "", active=True,
-                            appointment_id=appt.id if appt else None, started_at=u.now, updated_at=u.now)
+        conv = Conversation(
+            client_id=client.id,
+            dialogue=dialogue,
+            step=step or "",
+            active=True,
+            appointment_id=appt.id if appt else None,
+            started_at=u.now,
+            updated_at=u.now,
+        )
         u.s.add(conv)
         u.s.flush()
         self._apply(u, client, conv, appt, sprint, automated=automated, force=force)
 
-    def _apply(self, u: Unit, client: Client, conv: Conversation, appt: Appointment | None, sprint: Sprint,
-               *, automated: bool, force: bool = False) -> None:
+    def _apply(
+        self,
+        u: Unit,
+        client: Client,
+        conv: Conversation,
+        appt: Appointment | None,
+        sprint: Sprint,
+        *,
+        automated: bool,
+        force: bool = False,
+    ) -> None:
         first = True
         for e in sprint.events:
             if isinstance(e, ev.MessageOut):
                 params = dict(e.params)
                 text = self._render(client.lang, e.msg_id, params, client.tz, name=client.name)
-                self._send_client(u, client, text, e.dialogue, e.step, automated=automated and first,
-                                  buttons=tuple(self._render(client.lang, f"button.{b}", {}, client.tz)
-                                                if not b.isdigit() else b for b in e.buttons), force=force)
+                self._send_client(
+                    u,
+                    client,
+                    text,
+                    e.dialogue,
+                    e.step,
+                    automated=automated and first,
+                    buttons=tuple(
+                        self._render(client.lang, f"button.{b}", {}, client.tz) if not b.isdigit() else b
+                        for b in e.buttons
+                    ),
+                    force=force,
+                )
                 first = False
             elif isinstance(e, ev.WaitStarted):
                 assert conv.id is not None
-                self._timer(u, "wait_timeout", client.id, conv.appointment_id, e.timeout_at,
-                            conversation=conv.id, timeout_at=e.timeout_at.isoformat())
+                self._timer(
+                    u,
+                    "wait_timeout",
+                    client.id,
+                    conv.appointment_id,
+                    e.timeout_at,
+                    conversation=conv.id,
+                    timeout_at=e.timeout_at.isoformat(),
+                )
             elif isinstance(e, ev.AppointmentConfirmed):
                 a = u.s.get(Appointment, e.appointment_id)
                 if a is not None and a.status in store.UPCOMING:
@@ -556,9 +645,16 @@ class Service:
                     self._status(u, a, client, "rescheduled", f"client:{client.id}")
                     self._schedule_reminders(u, a, client, catch_up=False)
             elif isinstance(e, ev.AppointmentBooked):
-                new = Appointment(id=self._new_appointment_id(u, e.from_appointment_id), client_id=client.id,
-                                  clinician_id=e.clinician_id, start=e.start, minutes=e.minutes,
-                                  status="scheduled", confirmed=True, history=[])
+                new = Appointment(
+                    id=self._new_appointment_id(u, e.from_appointment_id),
+                    client_id=client.id,
+                    clinician_id=e.clinician_id,
+                    start=e.start,
+                    minutes=e.minutes,
+                    status="scheduled",
+                    confirmed=True,
+                    history=[],
+                )
                 self._status(u, new, client, "scheduled", f"client:{client.id}", rebooked_from=e.from_appointment_id)
                 u.s.add(new)
                 u.s.flush()
@@ -566,9 +662,17 @@ class Service:
                 self._schedule_reminders(u, new, client, catch_up=False)
             elif isinstance(e, ev.FeedbackRecorded):
                 a = u.s.get(Appointment, e.appointment_id) if e.appointment_id else None
-                u.s.add(Feedback(client_id=client.id, appointment_id=e.appointment_id,
-                                 clinician_id=a.clinician_id if a else None, rating=e.rating,
-                                 takeaway=e.takeaway, leave_behind=e.leave_behind, created_at=u.now))
+                u.s.add(
+                    Feedback(
+                        client_id=client.id,
+                        appointment_id=e.appointment_id,
+                        clinician_id=a.clinician_id if a else None,
+                        rating=e.rating,
+                        takeaway=e.takeaway,
+                        leave_behind=e.leave_behind,
+                        created_at=u.now,
+                    )
+                )
             elif isinstance(e, ev.HandoffRequested):
                 store.audit(u.s, u.now, f"client:{client.id}", "conversation", str(conv.id), "handoff", reason=e.reason)
         state = sprint.state
@@ -616,7 +720,9 @@ class Service:
                 horizon = self.cfg.conversation.slot_horizon
                 booked = tuple(
                     (b.start, b.start + timedelta(minutes=b.minutes))
-                    for b in store.clinician_bookings(u.s, clin.id if appt.clinician_id else None, u.now, u.now + horizon)
+                    for b in store.clinician_bookings(
+                        u.s, clin.id if appt.clinician_id else None, u.now, u.now + horizon
+                    )
                 )
                 avail = Availability(clin.tz, clin.session_minutes, clin.availability, booked)
         return Ctx(now=u.now, tz=client.tz, appointment=view, availability=avail, durations=self.durations)
@@ -632,11 +738,20 @@ class Service:
     def _status(self, u: Unit, a: Appointment, client: Client, status: str, actor: str, **detail: Any) -> None:
         prev = a.status if a.history else None
         a.status = status
-        a.history = [*a.history, {"at": u.now.isoformat(), "status": status, "start": a.start.isoformat(),
-                                  "by": actor, **{k: v for k, v in detail.items() if v is not None}}]
+        a.history = [
+            *a.history,
+            {
+                "at": u.now.isoformat(),
+                "status": status,
+                "start": a.start.isoformat(),
+                "by": actor,
+                **{k: v for k, v in detail.items() if v is not None},
+            },
+        ]
         u.s.add(a)
-        store.audit(u.s, u.now, actor, "appointment", a.id, "status", previous=prev, status=status,
-                    start=a.start.isoformat())
+        store.audit(
+            u.s, u.now, actor, "appointment", a.id, "status", previous=prev, status=status, start=a.start.isoformat()
+        )
         u.note("appointment", client.tz, id=a.id, status=status, start=a.start)
 
     def _cancel(self, u: Unit, a: Appointment, client: Client, actor: str) -> None:
@@ -650,30 +765,92 @@ class Service:
         full = {"name": name or "", "practice": self.cfg.practice_name, **params}
         return self.scripts.render(lang, msg_id, full, tz)
 
-    def _send_client(self, u: Unit, client: Client, text: str, dialogue: str, step: str, *, automated: bool,
-                     buttons: tuple[str, ...] = (), priority: int | None = None, force: bool = False,
-                     channel: str | None = None) -> None:
+    def _send_client(
+        self,
+        u: Unit,
+        client: Client,
+        text: str,
+        dialogue: str,
+        step: str,
+        *,
+        automated: bool,
+        buttons: tuple[str, ...] = (),
+        priority: int | None = None,
+        force: bool = False,
+        channel: str | None = None,
+    ) -> None:
         ch = channel or client.channel
         if ch == "telegram" and not client.telegram and client.phone:
             ch = "sms"
         to = (client.telegram if ch == "telegram" else client.phone) or client.id
         prio = priority if priority is not None else (PRIORITY_AUTOMATED if automated else PRIORITY_REPLY)
-        self._send_text(u, client, text, channel=ch, to=to, dialogue=dialogue, step=step, automated=automated,
-                        priority=prio, buttons=buttons, note_to=client.id)
+        self._send_text(
+            u,
+            client,
+            text,
+            channel=ch,
+            to=to,
+            dialogue=dialogue,
+            step=step,
+            automated=automated,
+            priority=prio,
+            buttons=buttons,
+            note_to=client.id,
+        )
 
-    def _send_text(self, u: Unit, client: Client | None, text: str, *, channel: str, to: str, dialogue: str,
-                   step: str, priority: int, automated: bool = False, buttons: tuple[str, ...] = (),
-                   note_to: str | None = None, reason: str | None = None) -> Message:
-        m = Message(client_id=client.id if client else None, address=None if client else (note_to or to),
-                    direction="out", channel=channel, body=text, dialogue=dialogue, step=step, automated=automated,
-                    status="queued", reason=reason or (f"{dialogue}.{step}"), created_at=u.now)
+    def _send_text(
+        self,
+        u: Unit,
+        client: Client | None,
+        text: str,
+        *,
+        channel: str,
+        to: str,
+        dialogue: str,
+        step: str,
+        priority: int,
+        automated: bool = False,
+        buttons: tuple[str, ...] = (),
+        note_to: str | None = None,
+        reason: str | None = None,
+    ) -> Message:
+        m = Message(
+            client_id=client.id if client else None,
+            address=None if client else (note_to or to),
+            direction="out",
+            channel=channel,
+            body=text,
+            dialogue=dialogue,
+            step=step,
+            automated=automated,
+            status="queued",
+            reason=reason or (f"{dialogue}.{step}"),
+            created_at=u.now,
+        )
         u.s.add(m)
         u.s.flush()
         assert m.id is not None
-        u.s.add(Outbox(message_id=m.id, channel=channel, to=to, body=text, priority=priority,
-                       next_attempt_at=u.now, buttons=list(buttons) or None, created_at=u.now))
-        u.note("message", client.tz if client else None, to=note_to or to, channel=channel, text=text,
-               dialogue=dialogue, step=step)
+        u.s.add(
+            Outbox(
+                message_id=m.id,
+                channel=channel,
+                to=to,
+                body=text,
+                priority=priority,
+                next_attempt_at=u.now,
+                buttons=list(buttons) or None,
+                created_at=u.now,
+            )
+        )
+        u.note(
+            "message",
+            client.tz if client else None,
+            to=note_to or to,
+            channel=channel,
+            text=text,
+            dialogue=dialogue,
+            step=step,
+        )
         u.wake_outbox = True
         return m
 

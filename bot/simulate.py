@@ -48,8 +48,9 @@ def _expect(d: Any, keys: set[str], required: set[str], what: str) -> dict[str, 
 
 
 class Simulator:
-    def __init__(self, out: TextIO, config_path: str | None = None):
+    def __init__(self, out: TextIO, config_path: str | None = None, db_url: str | None = None):
         self.out = out
+        self.db_url = db_url
         self.config_path = config_path
         self.svc: Service | None = None
         self.clock: datetime | None = None
@@ -63,8 +64,14 @@ class Simulator:
         self._boot_with(cfg, path)
 
     def _boot_with(self, cfg: Config, path: Path | None) -> None:
-        db = make_engine("sqlite://")
-        create_all(db)
+        if self.db_url:
+            from storage.migrate import upgrade_url
+
+            upgrade_url(self.db_url)
+            db = make_engine(self.db_url)
+        else:
+            db = make_engine("sqlite://")
+            create_all(db)
         self.svc = Service(cfg, db, config_dir=path.parent if path else None)
         self.svc.observers.append(self._print_notes)
         outbox.set_testing(True)
@@ -87,8 +94,12 @@ class Simulator:
 
     def error(self, lineno: int, message: str, at: datetime | None = None) -> None:
         when = at or self.clock
-        line: dict[str, Any] = {"at": _iso(when, self.display) if when else None, "type": "error",
-                                "line": lineno, "message": message}
+        line: dict[str, Any] = {
+            "at": _iso(when, self.display) if when else None,
+            "type": "error",
+            "line": lineno,
+            "message": message,
+        }
         self.emit(line)
 
     # -- the run ----------------------------------------------------------------------------------
@@ -152,8 +163,9 @@ class Simulator:
             return 1
         assert at is not None
         if self.clock is not None and at < self.clock:
-            self.error(lineno, f"time going backwards: {obj['at']} is before {_iso(self.clock, self.display)}",
-                       at=self.clock)
+            self.error(
+                lineno, f"time going backwards: {obj['at']} is before {_iso(self.clock, self.display)}", at=self.clock
+            )
             return 1
         self.display = at.tzinfo or self.display
         self.advance(at)
@@ -206,11 +218,24 @@ class Simulator:
         svc = self.svc
         assert svc is not None
         if kind == "client":
-            svc.upsert_client(_expect(body, {"id", "name", "phone", "telegram", "lang", "tz", "country", "channel",
-                                             "consent"}, {"id"}, "client"), at, actor="sim")
+            svc.upsert_client(
+                _expect(
+                    body,
+                    {"id", "name", "phone", "telegram", "lang", "tz", "country", "channel", "consent"},
+                    {"id"},
+                    "client",
+                ),
+                at,
+                actor="sim",
+            )
         elif kind == "appointment":
-            svc.upsert_appointment(_expect(body, {"id", "client", "clinician", "start", "minutes"}, {"id", "client", "start"},
-                                           "appointment"), at, actor="sim")
+            svc.upsert_appointment(
+                _expect(
+                    body, {"id", "client", "clinician", "start", "minutes"}, {"id", "client", "start"}, "appointment"
+                ),
+                at,
+                actor="sim",
+            )
         elif kind == "cancel_appointment":
             b = _expect(body, {"id"}, {"id"}, "cancel_appointment")
             svc.cancel_appointment(str(b["id"]), at, actor="sim")
@@ -227,20 +252,26 @@ class Simulator:
             if channel is not None and channel not in ("sms", "telegram"):
                 raise LineError(f"inbound: unknown channel {channel!r}")
             if "client" in b:
-                from storage.tables import Client
                 from sqlmodel import Session
+
+                from storage.tables import Client
 
                 with Session(svc.db) as s:
                     c = s.get(Client, str(b["client"]))
                 if c is None:
                     raise LineError(f"inbound: unknown client {b['client']!r}")
-                svc.handle_inbound(Inbound(channel or c.channel, b["text"], client_id=c.id,
-                                           provider_id=str(b["id"]) if "id" in b else None), at)
+                svc.handle_inbound(
+                    Inbound(
+                        channel or c.channel, b["text"], client_id=c.id, provider_id=str(b["id"]) if "id" in b else None
+                    ),
+                    at,
+                )
             else:
                 frm = str(b["from"])
                 ch = channel or ("telegram" if frm.startswith("telegram:") else "sms")
-                svc.handle_inbound(Inbound(ch, b["text"], address=frm,
-                                           provider_id=str(b["id"]) if "id" in b else None), at)
+                svc.handle_inbound(
+                    Inbound(ch, b["text"], address=frm, provider_id=str(b["id"]) if "id" in b else None), at
+                )
         elif kind in ("ack", "resolve"):
             b = _expect(body, {"alert", "by", "client"}, {"by"}, kind)
             alert_id = b.get("alert")

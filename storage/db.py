@@ -29,7 +29,7 @@ def normalize_url(url: str) -> str:
     # psycopg 3 is the driver we ship; plain postgresql:// would ask SQLAlchemy for psycopg2.
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

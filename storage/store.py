@@ -62,12 +62,13 @@ def clinician_bookings(s: Session, clinician_id: str | None, start: datetime, en
         col(Appointment.status).in_(UPCOMING), Appointment.start < end, Appointment.start > start - timedelta(days=1)
     )
     if clinician_id is not None:
-        q = q.where(or_(Appointment.clinician_id == clinician_id, col(Appointment.clinician_id).is_(None)))
+        q = q.where(or_(col(Appointment.clinician_id) == clinician_id, col(Appointment.clinician_id).is_(None)))
     return list(s.exec(q))
 
 
-def pending_timers(s: Session, *, client_id: str | None = None, appointment_id: str | None = None,
-                   kinds: Sequence[str] = ()) -> list[Timer]:
+def pending_timers(
+    s: Session, *, client_id: str | None = None, appointment_id: str | None = None, kinds: Sequence[str] = ()
+) -> list[Timer]:
     q = select(Timer).where(Timer.done == False)  # noqa: E712
     if client_id is not None:
         q = q.where(Timer.client_id == client_id)
@@ -116,7 +117,9 @@ def count_automated(s: Session, client_id: str, since: datetime) -> int:
 def claim_outbox(s: Session, now: datetime, limit: int = 50) -> list[Outbox]:
     q = (
         select(Outbox)
-        .where(Outbox.status == "pending", or_(col(Outbox.next_attempt_at).is_(None), Outbox.next_attempt_at <= now))  # type: ignore[operator]
+        .where(
+            Outbox.status == "pending", or_(col(Outbox.next_attempt_at).is_(None), col(Outbox.next_attempt_at) <= now)
+        )
         .order_by(col(Outbox.priority).desc(), col(Outbox.id))
         .limit(limit)
     )

@@ -56,11 +56,17 @@ class PgServer:
     def start(self) -> None:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        subprocess.run(_as_pg(["initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                               "--no-sync"]), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_pg(["initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        subprocess.run(_as_pg(["pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w",
-                               "start"]), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_pg(["pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "start"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -71,13 +77,31 @@ class PgServer:
         raise RuntimeError("PostgreSQL did not start")
 
     def stop(self) -> None:
-        subprocess.run(_as_pg(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"]),
-                       check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_pg(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"]), check=False, stdout=subprocess.DEVNULL
+        )
 
     def restart(self) -> None:
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        subprocess.run(_as_pg(["pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-m",
-                               "fast", "-w", "restart"]), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_pg(
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(self.data),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self.root / "log"),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "restart",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def cleanup(self) -> None:
         self.stop()

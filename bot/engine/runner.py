@@ -6,6 +6,7 @@ No I/O, no clock, no randomness: the same call always gives the same sprint.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -87,7 +88,9 @@ class Engine:
                 route = _ACTIONS[step.do](vars, ctx, out)
                 if route is not None:
                     if route not in step.routes:
-                        raise Rejected(f"{d.name}.{step.name}: action {step.do} gave route {route!r} with nowhere to go")
+                        raise Rejected(
+                            f"{d.name}.{step.name}: action {step.do} gave route {route!r} with nowhere to go"
+                        )
                     step_name = step.routes[route]
                     continue
             msg = _message_id(step, vars, ctx)
@@ -269,7 +272,7 @@ def _target(when: str, tz: str) -> datetime | date:
 _DIGIT = re.compile(r"(?<![\d:/h])([1-9])(?![\d:/h])")
 _ORDINALS = {
     1: ("first", "1st", "primeiro", "primeira", "primero", "primera"),
-    2: ("second", "2nd", "segundo", "segunda opcao", "segunda opción", "segunda opcion"),
+    2: ("second", "2nd", "segundo", "segunda opcao", "segunda opcion"),
     3: ("third", "3rd", "terceiro", "terceira", "tercero", "tercera"),
 }
 
@@ -289,7 +292,7 @@ def _pick(text: str, when: str | None, slots: list[str], tz: str) -> str | None:
             if len(same_day) == 1:
                 return same_day[0]
         return None
-    low = text.lower()
+    low = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
     nums = {int(m) for m in _DIGIT.findall(low)}
     for n, words in _ORDINALS.items():
         if any(re.search(rf"\b{re.escape(w)}\b", low) for w in words):

@@ -1,0 +1,187 @@
+"""The store on SQLite and on a real PostgreSQL: the same tests, both engines."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session
+
+from storage import make_engine, store
+from storage.migrate import upgrade_url
+from storage.tables import Appointment, Client, InboundSeen, Message, Outbox, Timer
+from tests.conftest import fresh_pg_database
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(db_url: str):  # type: ignore[no-untyped-def]
+    upgrade_url(db_url)
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+def test_datetimes_come_back_timezone_aware(db) -> None:  # type: ignore[no-untyped-def]
+    start = datetime(2026, 12, 3, 15, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
+    with Session(db) as s:
+        s.add(Client(id="c1", name="Ana", created_at=T0))
+        s.add(Appointment(id="a1", client_id="c1", start=start, minutes=50, history=[]))
+        s.commit()
+    with Session(db) as s:
+        a = s.get(Appointment, "a1")
+        assert a is not None
+        assert a.start.tzinfo is not None
+        assert a.start == start
+        assert a.start.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_are_refused(db) -> None:  # type: ignore[no-untyped-def]
+    with Session(db) as s:
+        s.add(Timer(kind="x", due_at=datetime(2026, 1, 1)))
+        with pytest.raises(Exception, match="naive"):
+            s.commit()
+
+
+def test_due_timers_in_order_and_only_pending(db) -> None:  # type: ignore[no-untyped-def]
+    with Session(db) as s:
+        s.add(Timer(kind="b", due_at=T0 + timedelta(minutes=2)))
+        s.add(Timer(kind="a", due_at=T0 + timedelta(minutes=1)))
+        s.add(Timer(kind="done", due_at=T0, done=True))
+        s.add(Timer(kind="later", due_at=T0 + timedelta(hours=1)))
+        s.commit()
+    with Session(db) as s:
+        t = store.next_due_timer(s, T0 + timedelta(minutes=5))
+        assert t is not None and t.kind == "a"
+        assert store.next_due_timer(s, T0) is None
+        assert store.earliest_pending_due(s) == T0 + timedelta(minutes=1)
+
+
+def test_an_inbound_provider_id_is_stored_once(db) -> None:  # type: ignore[no-untyped-def]
+    with Session(db) as s:
+        s.add(InboundSeen(channel="sms", provider_id="SM1", at=T0))
+        s.commit()
+    with Session(db) as s:
+        s.add(InboundSeen(channel="sms", provider_id="SM1", at=T0))
+        with pytest.raises(IntegrityError):
+            s.commit()
+    with Session(db) as s:
+        s.add(InboundSeen(channel="telegram", provider_id="SM1", at=T0))
+        s.commit()
+
+
+def test_count_automated_ignores_held_and_replies(db) -> None:  # type: ignore[no-untyped-def]
+    with Session(db) as s:
+        for i, (auto, status) in enumerate([(True, "sent"), (True, "held"), (False, "sent"), (True, "queued")]):
+            s.add(
+                Message(
+                    client_id="c1",
+                    direction="out",
+                    channel="sms",
+                    automated=auto,
+                    status=status,
+                    created_at=T0 + timedelta(minutes=i),
+                )
+            )
+        s.add(
+            Message(
+                client_id="c1",
+                direction="out",
+                channel="sms",
+                automated=True,
+                status="sent",
+                created_at=T0 - timedelta(days=2),
+            )
+        )
+        s.commit()
+    with Session(db) as s:
+        assert store.count_automated(s, "c1", T0 - timedelta(days=1)) == 2
+        assert store.count_automated(s, "c1", T0 - timedelta(days=7)) == 3
+
+
+def test_outbox_claims_by_priority(db) -> None:  # type: ignore[no-untyped-def]
+    with Session(db) as s:
+        s.add(Outbox(message_id=1, channel="sms", to="+1", body="low", priority=0, next_attempt_at=T0))
+        s.add(Outbox(message_id=2, channel="sms", to="+1", body="crisis", priority=10, next_attempt_at=T0))
+        s.add(
+            Outbox(
+                message_id=3, channel="sms", to="+1", body="later", priority=10, next_attempt_at=T0 + timedelta(hours=1)
+            )
+        )
+        s.commit()
+    with Session(db) as s:
+        assert [r.body for r in store.claim_outbox(s, T0)] == ["crisis", "low"]
+
+
+def test_postgres_client_lock_holds_across_connections(pg_url: str) -> None:
+    db_url = fresh_pg_database(pg_url)
+    upgrade_url(db_url)
+    eng = make_engine(db_url)
+    with Session(eng) as s1:
+        store.lock_client(s1, "c1")
+        with Session(eng) as s2:
+            s2.execute(text("SET lock_timeout = '200ms'"))
+            with pytest.raises(OperationalError):
+                store.lock_client(s2, "c1")
+        with Session(eng) as s3:
+            store.lock_client(s3, "c2")  # another client is not blocked
+            s3.commit()
+        s1.commit()
+    with Session(eng) as s4:
+        store.lock_client(s4, "c1")  # released at commit
+        s4.commit()
+    eng.dispose()
+
+
+def test_postgres_timers_are_claimed_by_one_process(pg_url: str) -> None:
+    db_url = fresh_pg_database(pg_url)
+    upgrade_url(db_url)
+    eng = make_engine(db_url)
+    with Session(eng) as s:
+        s.add(Timer(kind="a", due_at=T0))
+        s.add(Timer(kind="b", due_at=T0))
+        s.commit()
+    with Session(eng) as s1, Session(eng) as s2:
+        t1 = store.next_due_timer(s1, T0)
+        t2 = store.next_due_timer(s2, T0)
+        assert t1 is not None and t2 is not None and t1.id != t2.id
+        with Session(eng) as s3:
+            assert store.next_due_timer(s3, T0) is None
+    eng.dispose()
+
+
+def test_sqlite_writers_serialise(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade_url(url)
+    eng = make_engine(url)
+    order: list[str] = []
+    first_in = threading.Event()
+
+    def writer(name: str, hold: threading.Event | None) -> None:
+        with Session(eng) as s:
+            s.add(Timer(kind=name, due_at=T0))
+            s.flush()
+            order.append(f"{name}-in")
+            first_in.set()
+            if hold is not None:
+                hold.wait(5)
+            order.append(f"{name}-out")
+            s.commit()
+
+    release = threading.Event()
+    a = threading.Thread(target=writer, args=("a", release))
+    a.start()
+    first_in.wait(5)
+    b = threading.Thread(target=writer, args=("b", None))
+    b.start()
+    b.join(0.3)  # b cannot get in while a holds the write lock
+    release.set()
+    a.join()
+    b.join()
+    assert order == ["a-in", "a-out", "b-in", "b-out"]
+    eng.dispose()
