@@ -392,32 +392,40 @@ class Service:
     def fire_due(self, now: datetime, limit: int = 500) -> int:
         """Fire every timer due at ``now`` (each in its own transaction). Returns how many fired."""
         n = 0
+        busy: set[int] = set()
         while n < limit:
-            if not self.fire_one(now):
+            r = self.fire_one(now, skip=busy)
+            if r is None:
                 break
-            n += 1
+            n += r
         return n
 
-    def fire_one(self, now: datetime, *, at_due_time: bool = False) -> bool:
-        """Claim and fire the earliest due timer. With ``at_due_time`` the unit's clock is the
-        timer's own due time (the simulator's virtual clock); otherwise ``now``."""
+    def fire_one(self, now: datetime, *, at_due_time: bool = False, skip: set[int] | None = None) -> int | None:
+        """Claim and fire the earliest due timer: 1 when one fired, 0 when the one found was busy,
+        None when nothing is due. With ``at_due_time`` the unit's clock is the timer's own due time
+        (the simulator's virtual clock); otherwise ``now``.
+
+        The timer row is claimed first (SKIP LOCKED), then the client's lock is only *tried*: an
+        inbound message for the same client holds that lock and may touch this timer's row, so
+        waiting here could deadlock. A busy timer is skipped for this round and retried at the next.
+        """
+        skip = skip if skip is not None else set()
         with self.unit(now) as u:
-            t = store.next_due_timer(u.s, now)
+            t = store.next_due_timer(u.s, now, exclude=skip)
             if t is None:
-                return False
+                return None
+            assert t.id is not None
             if at_due_time:
                 u.now = t.due_at
-            if t.client_id:
-                store.lock_client(u.s, t.client_id)
-            u.s.refresh(t)
-            if t.done:  # another process fired it while we waited for the lock
-                return True
+            if t.client_id and not store.try_lock_client(u.s, t.client_id):
+                skip.add(t.id)
+                return 0
             outcome = self._fire(u, t)
             if outcome != "rescheduled":
                 t.done = True
                 t.outcome = outcome
             u.s.add(t)
-            return True
+            return 1
 
     def _fire(self, u: Unit, t: Timer) -> str:
         if t.kind == "wait_timeout":
@@ -433,17 +441,26 @@ class Service:
         conv = u.s.get(Conversation, t.payload.get("conversation"))
         if conv is None or not conv.active or not conv.wait:
             return "stale"
+        if conv.wait.get("timeout_at") != t.payload.get("timeout_at"):
+            return "stale"
+        return "fired" if self._expire(u, conv) else "stale"
+
+    def _expire(self, u: Unit, conv: Conversation) -> bool:
+        """Time a waiting conversation out (its wait has passed). False if the engine refuses."""
+        assert conv.wait is not None
         client = u.s.get(Client, conv.client_id)
         assert client is not None
         appt = self._conv_appt(u, conv, client)
         try:
             sprint = self.engine.resume(
-                _state(conv), WaitTimeout(datetime.fromisoformat(t.payload["timeout_at"])), self._ctx(u, client, appt)
+                _state(conv), WaitTimeout(datetime.fromisoformat(conv.wait["timeout_at"])), self._ctx(u, client, appt)
             )
         except Rejected:
-            return "stale"
+            return False
         self._apply(u, client, conv, appt, sprint, automated=True)
-        return "fired"
+        if conv.active and conv.wait is None:
+            self._end(u, conv, "timeout")
+        return True
 
     def _fire_trigger(self, u: Unit, t: Timer) -> str:
         s = u.s
@@ -483,9 +500,13 @@ class Service:
                 return held("past_start")
             return held("quiet_hours", until)
         conv = store.active_conversation(s, client.id)
+        if conv is not None and conv.wait and datetime.fromisoformat(conv.wait["timeout_at"]) <= u.now:
+            # Its wait has passed but its timer has not fired yet: time it out first, here.
+            self._expire(u, conv)
+            conv = store.active_conversation(s, client.id)
         if conv is not None and conv.wait:
             # Mid-conversation: wait for it to end (ConversationEnded wakes us) or to time out.
-            t.due_at = max(datetime.fromisoformat(conv.wait["timeout_at"]), u.now)
+            t.due_at = datetime.fromisoformat(conv.wait["timeout_at"])
             t.payload = {**t.payload, "deferred": True}
             return "rescheduled"
         if self._capped(u, client):

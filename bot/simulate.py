@@ -203,7 +203,7 @@ class Simulator:
         """Fire every timer due up to ``to`` at its own due time, then move the clock."""
         svc = self.svc
         assert svc is not None
-        while svc.fire_one(to, at_due_time=True):
+        while svc.fire_one(to, at_due_time=True) is not None:
             self._drain(to)
         self.clock = to
         self._drain(to)

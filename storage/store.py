@@ -29,6 +29,14 @@ def lock_client(s: Session, client_key: str) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
+def try_lock_client(s: Session, client_key: str) -> bool:
+    """Like lock_client, but gives up at once when another transaction holds the lock."""
+    if is_postgres(s):
+        key = zlib.crc32(client_key.encode()) - 2**31
+        return bool(s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+    return True
+
+
 def client_by_address(s: Session, channel: str, address: str) -> Client | None:
     if channel == "telegram":
         return s.exec(select(Client).where(Client.telegram == address)).first()
@@ -79,7 +87,7 @@ def pending_timers(
     return list(s.exec(q))
 
 
-def next_due_timer(s: Session, now: datetime) -> Timer | None:
+def next_due_timer(s: Session, now: datetime, exclude: set[int] | None = None) -> Timer | None:
     """The earliest pending timer due at or before ``now``, claimed for this transaction.
 
     Cost is proportional to what is due (an index on (done, due_at)); on PostgreSQL the row is
@@ -91,6 +99,8 @@ def next_due_timer(s: Session, now: datetime) -> Timer | None:
         .order_by(col(Timer.due_at), col(Timer.id))
         .limit(1)
     )
+    if exclude:
+        q = q.where(col(Timer.id).not_in(exclude))
     if is_postgres(s):
         q = q.with_for_update(skip_locked=True)
     return s.exec(q).first()
