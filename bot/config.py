@@ -141,7 +141,7 @@ class Nlu(Strict):
 
 
 class Config(Strict):
-    practice_name: str = "the practice"
+    practice_name: str = ""  # empty: each language's own "your practice"
     languages: list[str] = Field(default_factory=lambda: ["en", "pt_BR", "es"])
     default_language: str | None = None
     default_country: str = "US"

@@ -95,7 +95,7 @@ class AppointmentIn(_Strict):
     @classmethod
     def _aware(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
-            raise ValueError("start needs an offset, e.g. 2026-12-03T15:00:00-03:00")
+            raise ValueError("needs an offset, e.g. 2026-12-03T15:00:00-03:00")
         return v
 
 

@@ -50,6 +50,7 @@ PRIORITY_CRISIS = 10
 PRIORITY_STAFF = 9
 PRIORITY_REPLY = 5
 PRIORITY_AUTOMATED = 0
+REBOOK_WINDOW = timedelta(days=30)
 
 # Which dialogue and step a trigger starts, by timer kind.
 TRIGGERS = {"reminder": "appointment_reminder", "feedback": "feedback", "missed_checkin": "missed_session"}
@@ -278,14 +279,13 @@ class Service:
         if kw == "help":
             self._start(u, client, "help", automated=False)
             return "help"
-        if client.opted_out:
-            return "opted_out"
-
-        # 5. an open alert: a person answers, not the scripts
+        # 5. an open alert: a person answers, not the scripts (opted out or not)
         alert = store.open_alert(s, client.id)
         if alert is not None:
             alerts.forward(self, u, alert, client, inb.text)
             return "forwarded"
+        if client.opted_out:
+            return "opted_out"
 
         # 6-8. understand, resume or start, act
         assert parsed is not None
@@ -309,6 +309,9 @@ class Service:
         """A message with nothing pending: act on the client's next appointment, or explain."""
         appt = store.next_appointment(u.s, client.id, u.now)
         intent = parsed.intent
+        if intent == "reschedule" and appt is None:
+            # Nothing ahead, but a session was just missed or called off: book a new one from it.
+            appt = store.last_lapsed_appointment(u.s, client.id, u.now - REBOOK_WINDOW)
         if intent in ("confirm", "cancel", "reschedule") and appt is None:
             self._start(u, client, "help", step="no_appointment", automated=False)
             return "no_appointment"
@@ -783,7 +786,8 @@ class Service:
 
     def _render(self, lang: str, msg_id: str, params: dict[str, Any], tz: str, name: str = "") -> str:
         lang = self.scripts.pick_lang(lang, self.cfg.fallback_language)
-        full = {"name": name or "", "practice": self.cfg.practice_name, **params}
+        practice = self.cfg.practice_name or self.scripts.text(lang, "practice.default")
+        full = {"name": name or "", "practice": practice, **params}
         return self.scripts.render(lang, msg_id, full, tz)
 
     def _send_client(

@@ -174,8 +174,11 @@ class Simulator:
         kind = kinds[0]
         try:
             self.apply(kind, obj[kind], at)
-        except (LineError, RecordError) as e:
+        except LineError as e:
             self.error(lineno, str(e), at=at)
+            return 1
+        except RecordError as e:
+            self.error(lineno, f"{kind}.{e.field}: {e.message}", at=at)
             return 1
         self.advance(at)
         return 0

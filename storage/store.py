@@ -65,6 +65,19 @@ def next_appointment(s: Session, client_id: str, now: datetime) -> Appointment |
     ).first()
 
 
+def last_lapsed_appointment(s: Session, client_id: str, since: datetime) -> Appointment | None:
+    """The client's most recent missed or cancelled appointment starting after ``since``."""
+    return s.exec(
+        select(Appointment)
+        .where(
+            Appointment.client_id == client_id,
+            col(Appointment.status).in_(("missed", "cancelled")),
+            Appointment.start > since,
+        )
+        .order_by(col(Appointment.start).desc())
+    ).first()
+
+
 def clinician_bookings(s: Session, clinician_id: str | None, start: datetime, end: datetime) -> list[Appointment]:
     q = select(Appointment).where(
         col(Appointment.status).in_(UPCOMING), Appointment.start < end, Appointment.start > start - timedelta(days=1)
