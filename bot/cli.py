@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="scripts_command", required=True)
     q = csub.add_parser("check", help="validate dialogues and catalogs")
     _config_arg(q)
+    q = csub.add_parser("diagram", help="Mermaid diagrams of the dialogues (Markdown on stdout)")
+    _config_arg(q)
 
     p = sub.add_parser("rasa", help="Rasa NLU integration")
     _config_arg(p)
@@ -103,6 +105,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         cfg, path = load_config(args.config)
         return upgrade(cfg, path, args.revision)
+    if cmd == "scripts" and args.scripts_command == "diagram":
+        from bot.scripts_diagram import document
+
+        sys.stdout.write(document())
+        return 0
     if cmd == "scripts":
         from bot.scripts_check import run_check
 

@@ -105,3 +105,10 @@ def test_check_reports_a_missing_language(tmp_path: Path) -> None:
 )
 def test_segments(text: str, encoding: str, count: int) -> None:
     assert segments(text) == (encoding, count)
+
+
+def test_the_dialogue_diagrams_are_current() -> None:
+    from bot.scripts_diagram import document
+
+    doc = Path(__file__).parents[1] / "docs" / "dialogues.md"
+    assert doc.read_text(encoding="utf-8") == document(), "run: rapport scripts diagram > docs/dialogues.md"
