@@ -93,9 +93,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_chat(args.config, args.lang)
     if cmd == "nlu":
-        from bot.understanding import run_parse_cli
+        from bot.understanding import make_parser, run_parse_cli, warm_up
 
-        return run_parse_cli(sys.stdin, sys.stdout)
+        cfg, _ = load_config(args.config)
+        warm_up()  # load every language and dateparser now: the first lines are as fast as the rest
+        return run_parse_cli(
+            sys.stdin, sys.stdout, make_parser(cfg.nlu.backend, cfg.nlu.rasa_url, cfg.nlu.timeout.total_seconds())
+        )
     if cmd == "safety":
         from bot.safety import run_scan_cli
 
