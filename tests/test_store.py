@@ -185,3 +185,56 @@ def test_sqlite_writers_serialise(tmp_path) -> None:  # type: ignore[no-untyped-
     b.join()
     assert order == ["a-in", "a-out", "b-in", "b-out"]
     eng.dispose()
+
+
+def test_db_upgrade_command_on_the_default_sqlite_beside_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "config.yaml").write_text("practice_name: X\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAPPORT_DATABASE_URL"}
+    r = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade", "--config", str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "rapport.db").exists()
+    eng = make_engine(f"sqlite:///{tmp_path / 'rapport.db'}")
+    with eng.connect() as c:
+        assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    eng.dispose()
+
+
+def test_db_upgrade_command_honours_the_environment_url(pg_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    url = fresh_pg_database(pg_url)
+    r = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade", "--config", str(tmp_path / "none.yaml")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RAPPORT_DATABASE_URL": url},
+        timeout=120,
+    )
+    assert r.returncode == 2 and "no such file" in r.stderr  # an explicit config must exist
+    (tmp_path / "c.yaml").write_text("{}\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade", "--config", str(tmp_path / "c.yaml")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RAPPORT_DATABASE_URL": url},
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    eng = make_engine(url)
+    with Session(eng) as s:
+        s.add(Client(id="c1", created_at=T0))
+        s.commit()
+    eng.dispose()
