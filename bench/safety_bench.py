@@ -1,0 +1,183 @@
+"""Crisis detector benchmark: accuracy on the labelled dev set and throughput.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/safety_bench.py [--set FILE ...] [--seconds 2]
+
+For each labelled set (default: ``tests/safety/devset.jsonl`` and ``tests/safety/checkset.jsonl``)
+prints recall and precision overall, per language and per category (recall for the crisis
+categories, share flagged for the others), whether ``about`` (self/other) was right on the
+detected crisis messages, false alerts per 1,000 ordinary replies (appointment, fine and
+feedback messages) and the messages it got wrong; then scans per second over all the sets, with
+and without a language, and on ordinary replies alone.
+
+``checkset.jsonl`` was written in rounds *after* the phrase files, each round measured before any
+phrase was changed for it; see tests/safety/README.md for those first-seen numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bot.safety import scan  # noqa: E402
+from bot.safety.types import Scan  # noqa: E402
+
+# Dev-set categories of messages that must not raise an alert.
+ORDINARY = ("appointment", "fine", "feedback")
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _ratio(num: int, den: int) -> str:
+    return f"{num / den:.3f}" if den else "  -  "
+
+
+def report(rows: Sequence[dict[str, Any]], results: Sequence[Scan], out: Callable[[str], None]) -> dict[str, float]:
+    by_lang: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # tp fn fp tn
+    by_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # flagged, total
+    tp = fn = fp = tn = about_ok = 0
+    misses: list[str] = []
+    for row, res in zip(rows, results, strict=True):
+        want = bool(row["crisis"])
+        got = res.crisis
+        c = by_lang[row["lang"]]
+        by_cat[row["category"]][1] += 1
+        if got:
+            by_cat[row["category"]][0] += 1
+        if want and got:
+            tp += 1
+            c[0] += 1
+            if res.about == row.get("about"):
+                about_ok += 1
+            else:
+                misses.append(f"  about {res.about!s:5} want {row.get('about')}: {row['id']} {row['text']!r}")
+        elif want:
+            fn += 1
+            c[1] += 1
+            misses.append(f"  missed           : {row['id']} [{row['category']}] {row['text']!r}")
+        elif got:
+            fp += 1
+            c[2] += 1
+            misses.append(f"  false alert      : {row['id']} [{row['category']}] {row['text']!r} {list(res.matched)}")
+        else:
+            tn += 1
+            c[3] += 1
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    ordinary = [r for r, s in zip(rows, results, strict=True) if r["category"] in ORDINARY]
+    ordinary_fp = sum(1 for r, s in zip(rows, results, strict=True) if r["category"] in ORDINARY and s.crisis)
+    per_1000 = 1000 * ordinary_fp / len(ordinary) if ordinary else 0.0
+
+    out(f"messages {len(rows)}: {tp + fn} crisis, {fp + tn} not")
+    out(f"overall   recall {recall:.3f}  precision {precision:.3f}  (tp {tp} fn {fn} fp {fp} tn {tn})")
+    out(f"about (self/other) right on {about_ok}/{tp} detected crisis messages")
+    out(f"false alerts per 1,000 ordinary replies ({', '.join(ORDINARY)}; n={len(ordinary)}): {per_1000:.1f}")
+    out("per language:")
+    for lang in sorted(by_lang):
+        a, b, f, _ = by_lang[lang]
+        out(f"  {lang:6} recall {_ratio(a, a + b)}  precision {_ratio(a, a + f)}  (n={sum(by_lang[lang])})")
+    out("per category (crisis categories: recall; others: share flagged = false alerts):")
+    for cat in sorted(by_cat, key=lambda k: (k in ("idiom", *ORDINARY, "sad"), k)):
+        flagged, total = by_cat[cat]
+        is_pos = any(r["category"] == cat and r["crisis"] for r in rows)
+        label = "recall" if is_pos else "flagged"
+        out(f"  {cat:12} {label:7} {_ratio(flagged, total)}  ({flagged}/{total})")
+    if misses:
+        out("wrong:")
+        for m in misses:
+            out(m)
+    return {"recall": recall, "precision": precision, "per_1000": per_1000}
+
+
+def throughput(texts: Sequence[tuple[str, str | None]], seconds: float) -> tuple[float, float]:
+    """Scans per second of wall-clock time and per second of this process's CPU time.
+
+    On a machine shared with other work the wall-clock figure drops while the CPU-time one
+    stays put; on an idle machine the two agree.
+    """
+    n = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    deadline = wall0 + seconds
+    while True:
+        for text, lang in texts:
+            scan(text, lang)
+        n += len(texts)
+        wall = time.perf_counter()
+        if wall >= deadline:
+            cpu = time.process_time()
+            return n / (wall - wall0), n / max(cpu - cpu0, 1e-9)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        type=Path,
+        action="append",
+        help="a labelled JSONL set (repeatable; default: the dev set and the check set)",
+    )
+    ap.add_argument(
+        "--ordinary",
+        type=Path,
+        action="append",
+        help="JSONL of ordinary client replies (only 'text' and 'lang' are read; repeatable; default: the"
+        " understanding test sets, written by another engineer) to count false alerts on",
+    )
+    ap.add_argument("--seconds", type=float, default=2.0, help="time per throughput run")
+    args = ap.parse_args(argv)
+
+    sets = args.sets or [ROOT / "tests" / "safety" / "devset.jsonl", ROOT / "tests" / "safety" / "checkset.jsonl"]
+    scan("warm up")
+    rows: list[dict[str, Any]] = []
+    for path in sets:
+        part = load(path)
+        print(f"== {path.name}")
+        report(part, [scan(r["text"], r.get("lang")) for r in part], print)
+        print()
+        rows.extend(part)
+
+    ordinary_files = args.ordinary or [
+        p for p in (ROOT / "tests" / "understanding" / n for n in ("devset.jsonl", "checkset.jsonl")) if p.exists()
+    ]
+    if ordinary_files:
+        texts = [r for path in ordinary_files for r in load(path) if isinstance(r.get("text"), str)]
+        alerts = [r["text"] for r in texts if scan(r["text"], r.get("lang")).crisis]
+        names = ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in ordinary_files)
+        print(f"== ordinary replies from {names} ({len(texts)} messages)")
+        print(f"false alerts per 1,000: {1000 * len(alerts) / max(len(texts), 1):.1f} ({len(alerts)})")
+        for text in alerts:
+            print(f"  false alert: {text!r}")
+        print()
+
+    with_lang = [(r["text"], r.get("lang")) for r in rows]
+    no_lang: list[tuple[str, str | None]] = [(r["text"], None) for r in rows]
+    ordinary = [(r["text"], r.get("lang")) for r in rows if r["category"] in ORDINARY]
+    print(f"throughput over {len(rows)} messages (one process, one thread), scans/s:")
+    print(f"  {'':24}{'wall clock':>12}{'CPU time':>12}")
+    for label, texts in (
+        ("all, with lang", with_lang),
+        ("all, without lang", no_lang),
+        ("ordinary replies only", ordinary),
+    ):
+        wall, cpu = throughput(texts, args.seconds)
+        print(f"  {label:24}{wall:>12,.0f}{cpu:>12,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,387 @@
+"""Crisis phrase data: loading ``locales/<lang>/crisis_phrases.yaml`` and compiling it.
+
+File shape (one per language)::
+
+    lang: en
+    macros: {SUBJ: "(he|she|my friend)"}   # {SUBJ} in patterns; macros may use macros
+    typos: {myslef: myself}                 # whole-word corrections before matching
+    fuzzy: [myself, suicide]                # also correct one dropped or swapped letter
+    idioms: ["dying to (see|meet)"]         # spans blanked before matching (idioms, negations)
+    frames: ["{SUBJ} ~ (said|told me)"]     # reported speech: a phrase of the sender's found after
+                                            # it is about someone else...
+    first_person: [i, me, my]               # ...unless one of these comes between the two
+    phrases:
+      - id: en.direct.kill_myself           # stable id, reported in Scan.matched
+        level: high                         # high | moderate
+        category: direct                    # direct indirect plan means self_harm imminent other
+        about: self                         # self (default) | other
+        patterns: ["{I} ~ (want|going) to kill myself"]
+        examples: ["i want to kill myself"] # checked by the tests
+
+Patterns are regular expressions over the normalised text (see :mod:`.normalize`): lower-case
+ASCII words separated by single spaces, each run of a repeated letter collapsed to one. The
+pattern source goes through the same accent stripping and letter collapse, so write words as
+they are spelt ("kill", "morrer"). Words run together in a message ("killmyself") are split by
+the ``typos`` table before matching. ``~`` stands for up to three words, ``~~`` for up to
+six and ``~~~`` for up to nine; a bare group ``(...)`` does not capture; ``$`` means "at the
+end of the message". A pattern matches whole words only.
+
+Speed: each pattern is read (with Python's own regex parser) for its *anchors*, a set of word
+beginnings one of which every match must contain, preferring rare words ("suicid", "pills") over
+common ones ("i", "want"). A pattern only runs on a message in which some word starts with one of
+its anchors, so ordinary messages skip almost all of them. Write words in full
+(``(killing|ending) myself``, not ``(kill|end)ing myself``) so they can serve as anchors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .normalize import normalize, normalize_pattern_letters
+
+LOCALES_DIR = Path(__file__).resolve().parents[2] / "locales"
+
+LEVELS = ("high", "moderate")
+CATEGORIES = ("direct", "indirect", "plan", "means", "self_harm", "imminent", "other")
+ABOUTS = ("self", "other")
+
+_MACRO = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
+_BARE_GROUP = re.compile(r"(?<!\\)\((?!\?)")
+_WORD = "[a-z0-9]+"
+# A literal word in a compiled pattern: three letters or more, starting a word (not after "\\");
+# the typo tables never rewrite such a word.
+_LITERAL_WORD = re.compile(r"(?<![\\a-z])[a-z]{3,}")
+
+
+class PhraseError(ValueError):
+    """A crisis phrase file is malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Phrase:
+    id: str
+    lang: str
+    level: str
+    category: str
+    about: str
+    patterns: tuple[str, ...]
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LangData:
+    lang: str
+    typos: Mapping[str, str]  # explicit corrections
+    fuzzy: Mapping[str, str]  # generated one-letter variants; a real pattern word always wins
+    words: frozenset[str]  # every literal word in this language's patterns and idioms
+    idioms: tuple[str, ...]  # compiled sources
+    frames: tuple[str, ...]  # compiled sources
+    first_person: frozenset[str]
+    phrases: tuple[Phrase, ...]
+    compiled: Mapping[str, str]  # phrase id -> compiled regex source (all its patterns)
+    pattern_srcs: Mapping[str, tuple[str, ...]]  # phrase id -> each pattern's compiled source
+
+
+def _expand_macros(src: str, macros: Mapping[str, str], where: str) -> str:
+    for _ in range(10):
+        new = _MACRO.sub(lambda m: _macro(m.group(1), macros, where), src)
+        if new == src:
+            return new
+        src = new
+    raise PhraseError(f"{where}: macros nest too deep (a macro refers to itself?)")
+
+
+def _macro(name: str, macros: Mapping[str, str], where: str) -> str:
+    if name not in macros:
+        raise PhraseError(f"{where}: unknown macro {{{name}}}")
+    return "(?:" + macros[name] + ")"
+
+
+def compile_pattern(src: str, macros: Mapping[str, str], where: str = "pattern") -> str:
+    """Turn a phrase pattern into a regex source over normalised text (see module doc)."""
+    s = _expand_macros(src.strip(), macros, where)
+    s = normalize_pattern_letters(s)
+    s = re.sub(r"\s+", " ", s)
+    s = _BARE_GROUP.sub("(?:", s)
+    s = s.replace(" ~~~ ", "\x03").replace(" ~~ ", "\x01").replace(" ~ ", "\x02")
+    if "~" in s:
+        raise PhraseError(f"{where}: '~' must stand alone between two words: {src!r}")
+    # The matcher pads the text with a space at each end: "$" means "at the last word".
+    s = re.sub(r"(?<!\\)\$", "(?= ?$)", s)
+    s = (
+        s.replace("\x03", f"(?: {_WORD}){{0,9}} ")
+        .replace("\x01", f"(?: {_WORD}){{0,6}} ")
+        .replace("\x02", f"(?: {_WORD}){{0,3}} ")
+    )
+    try:
+        re.compile(s)
+    except re.error as exc:
+        raise PhraseError(f"{where}: bad pattern {src!r}: {exc}") from exc
+    return s
+
+
+_sre_parser: Any = importlib.import_module("re._parser")
+_sre: Any = importlib.import_module("re._constants")
+_ZERO_WIDTH = {_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT}
+_REPEATS = {_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", _sre.MAX_REPEAT)}
+
+# Word beginnings too common in ordinary messages to be good anchors (any language).
+_COMMON_WORDS = """
+i im id ive ill me my mine myself a an the to too of in on at for and or but so just really very
+you your u it its is be was were am are been being do does did dont not no never can cant could
+would will wont should want wanna going gonna go get got have has had feel feeling think know
+all this that there here what how when who with without about from up out off now today tonight
+like more any some one every everyone anymore again still even only
+eu e o os as um uma de da do das dos em no na nos nas que q n nao nem mais muito so ja to tou
+estou esta ta vou vai quero queria ser ter tenho meu minha me se para pra com sem por hoje agora
+yo y el la los las un una en que no ya mas muy mi mis me se te para por con sin hoy ahora quiero
+voy va estoy soy tengo
+je j ne n pas plus me ma mon mes le la les un une de du des et en au a il elle vais veux suis
+ich du er sie es mich mir mein meine nicht nie kein will mochte bin habe hab und oder der die das
+den dem ein eine zu mit von auf
+"""
+COMMON = frozenset(_COMMON_WORDS.split())
+
+
+def _anchor_cost(a: str) -> int:
+    """Roughly how often a word beginning shows up in ordinary messages (lower is rarer)."""
+    if len(a) < 2:
+        return 10_000
+    if len(a) == 2:
+        return 400  # a two-letter beginning matches a great many words
+    if a in COMMON:
+        return 300
+    if len(a) == 3:
+        return 60
+    if len(a) == 4:
+        return 8
+    return 2
+
+
+def _anchor_score(cand: frozenset[str]) -> tuple[int, int]:
+    costs = [_anchor_cost(a) for a in cand]
+    return (max(costs) if max(costs) >= 10_000 else sum(costs)), len(cand)
+
+
+def _best(cands: list[frozenset[str]]) -> frozenset[str] | None:
+    return min(cands, key=_anchor_score) if cands else None
+
+
+def _lead(items: Any) -> str:
+    out = ""
+    for op, av in items:
+        if op == _sre.LITERAL and ("a" <= chr(av) <= "z" or "0" <= chr(av) <= "9"):
+            out += chr(av)
+        else:
+            break
+    return out
+
+
+def _branches(node: Any) -> list[Any] | None:
+    """The alternatives of a BRANCH's list, or of a group that holds just one BRANCH."""
+    if isinstance(node, list) and node and not isinstance(node[0], tuple):
+        return node
+    seq = node.data if hasattr(node, "data") else node
+    if isinstance(seq, list) and len(seq) == 1 and seq[0][0] == _sre.BRANCH:
+        return list(seq[0][1][1])
+    return None
+
+
+def _walk(items: Any, ws: bool) -> tuple[list[frozenset[str]], bool]:
+    """Candidate anchor sets of a parsed regex sequence, and whether it ends at a word start.
+
+    ``ws`` says whether the sequence starts at the start of a word. A candidate is a set of
+    strings one of which begins some word of every match.
+    """
+    cands: list[frozenset[str]] = []
+    run: str | None = None
+    for op, av in items:
+        if op == _sre.LITERAL:
+            ch = chr(av)
+            if "a" <= ch <= "z" or "0" <= ch <= "9":
+                if run is not None:
+                    run += ch
+                elif ws:
+                    run = ch
+                ws = False
+            else:
+                if run:
+                    cands.append(frozenset([run]))
+                run = None
+                ws = ch == " "
+            continue
+        if op == _sre.ASSERT and av[0] == 1:
+            # What a positive look-ahead requires is in the message too.
+            cands.extend(_walk(av[1], False)[0])
+            continue
+        if op in _ZERO_WIDTH:
+            continue
+        if run and op in (_sre.BRANCH, _sre.SUBPATTERN):
+            # The parser factors shared beginnings out of alternatives ("hang|hung" -> "h" then
+            # "ang|ung"); glue them back so the anchor is a whole word beginning, or take a
+            # rarer word further along that alternative.
+            branches = _branches(av[1] if op == _sre.BRANCH else av[-1])
+            if branches is not None:
+                picks = [_best([frozenset([run + _lead(b)]), *_walk(b, False)[0]]) for b in branches]
+                cands.append(frozenset().union(*(p for p in picks if p is not None)))
+                run = None
+        if run:
+            cands.append(frozenset([run]))
+        run = None
+        if op == _sre.SUBPATTERN:
+            sub_c, ws = _walk(av[-1], ws)
+            cands.extend(sub_c)
+        elif op == _sre.BRANCH:
+            results = [_walk(b, ws) for b in av[1]]
+            picks = [_best(c) for c, _ in results]
+            if picks and all(p is not None for p in picks):
+                cands.append(frozenset().union(*(p for p in picks if p is not None)))
+            ws = all(w for _, w in results)
+        elif op in _REPEATS:
+            lo, _hi, sub = av
+            sub_c, w = _walk(sub, ws)
+            if lo >= 1:
+                cands.extend(sub_c)
+                ws = w
+            else:
+                ws = ws and w
+        else:
+            ws = False
+    if run:
+        cands.append(frozenset([run]))
+    return cands, ws
+
+
+def anchors_of(src: str) -> frozenset[str] | None:
+    """Word beginnings one of which every match of ``src`` contains; None if none can be found."""
+    parsed = _sre_parser.parse(src)
+    cands, _ = _walk(parsed.data, True)
+    best = _best(cands)
+    if best is None or max(_anchor_cost(a) for a in best) >= 10_000:
+        return None
+    return best
+
+
+def _fuzzy_variants(word: str) -> set[str]:
+    """One dropped letter or one swap of neighbours, collapsed like the text."""
+    out: set[str] = set()
+    for i in range(len(word)):
+        out.add(word[:i] + word[i + 1 :])
+        if i + 1 < len(word):
+            out.add(word[:i] + word[i + 1] + word[i] + word[i + 2 :])
+    collapsed = {re.sub(r"([a-z])\1+", r"\1", v) for v in out}
+    collapsed.discard(word)
+    return collapsed
+
+
+def _as_list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PhraseError(f"{where}: expected a list")
+    return value
+
+
+def parse_lang_file(data: Mapping[str, Any], where: str) -> LangData:
+    if not isinstance(data, Mapping):
+        raise PhraseError(f"{where}: expected a mapping at the top")
+    lang = data.get("lang")
+    if not isinstance(lang, str) or not lang:
+        raise PhraseError(f"{where}: 'lang' is required")
+    macros_raw = data.get("macros") or {}
+    if not isinstance(macros_raw, Mapping):
+        raise PhraseError(f"{where}: 'macros' must be a mapping")
+    macros: dict[str, str] = {}
+    for k, v in macros_raw.items():
+        if not isinstance(k, str) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", k):
+            raise PhraseError(f"{where}: macro name {k!r} must be upper case (and not YES/NO/ON/OFF)")
+        # A folded YAML line break after "|" is not part of the next alternative.
+        macros[k] = re.sub(r"\|\s+", "|", " ".join(str(v).split()))
+
+    fuzzy: dict[str, str] = {}
+    for raw in _as_list(data.get("fuzzy"), f"{where}: fuzzy"):
+        word = normalize(str(raw))
+        if len(word) >= 6:
+            for v in _fuzzy_variants(word):
+                fuzzy.setdefault(v, word)
+    typos: dict[str, str] = {}
+    typos_raw = data.get("typos") or {}
+    if not isinstance(typos_raw, Mapping):
+        raise PhraseError(f"{where}: 'typos' must be a mapping")
+    for k, v in typos_raw.items():
+        typos[normalize(str(k))] = normalize(str(v))
+
+    idioms = tuple(
+        compile_pattern(str(p), macros, f"{where}: idioms[{i}]")
+        for i, p in enumerate(_as_list(data.get("idioms"), f"{where}: idioms"))
+    )
+
+    frames = tuple(
+        compile_pattern(str(p), macros, f"{where}: frames[{i}]")
+        for i, p in enumerate(_as_list(data.get("frames"), f"{where}: frames"))
+    )
+    first_person = frozenset(normalize(str(w)) for w in _as_list(data.get("first_person"), f"{where}: first_person"))
+    if any(not w or " " in w for w in first_person):
+        raise PhraseError(f"{where}: first_person words must be single words")
+
+    phrases: list[Phrase] = []
+    compiled: dict[str, str] = {}
+    pattern_srcs: dict[str, tuple[str, ...]] = {}
+    for i, entry in enumerate(_as_list(data.get("phrases"), f"{where}: phrases")):
+        at = f"{where}: phrases[{i}]"
+        if not isinstance(entry, Mapping):
+            raise PhraseError(f"{at}: expected a mapping")
+        pid = entry.get("id")
+        if not isinstance(pid, str) or not re.fullmatch(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+", pid):
+            raise PhraseError(f"{at}: 'id' must look like 'en.direct.kill_myself'")
+        if pid in compiled:
+            raise PhraseError(f"{at}: duplicate id {pid}")
+        level = entry.get("level")
+        category = entry.get("category")
+        about = entry.get("about", "self")
+        if level not in LEVELS:
+            raise PhraseError(f"{at} ({pid}): level must be one of {LEVELS}")
+        if category not in CATEGORIES:
+            raise PhraseError(f"{at} ({pid}): category must be one of {CATEGORIES}")
+        if about not in ABOUTS:
+            raise PhraseError(f"{at} ({pid}): about must be one of {ABOUTS}")
+        pats = [str(p) for p in _as_list(entry.get("patterns"), f"{at}: patterns")]
+        if not pats:
+            raise PhraseError(f"{at} ({pid}): at least one pattern")
+        srcs = [compile_pattern(p, macros, f"{at} ({pid})") for p in pats]
+        compiled[pid] = "|".join(srcs)
+        pattern_srcs[pid] = tuple(srcs)
+        phrases.append(
+            Phrase(
+                id=pid,
+                lang=lang,
+                level=str(level),
+                category=str(category),
+                about=str(about),
+                patterns=tuple(pats),
+                examples=tuple(str(e) for e in _as_list(entry.get("examples"), f"{at}: examples")),
+            )
+        )
+    words = frozenset(w for src in (*compiled.values(), *idioms, *frames) for w in _LITERAL_WORD.findall(src))
+    return LangData(lang, typos, fuzzy, words, idioms, frames, first_person, tuple(phrases), compiled, pattern_srcs)
+
+
+def load_lang_file(path: Path) -> LangData:
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    return parse_lang_file(data, str(path))
+
+
+def phrase_files(locales_dir: Path = LOCALES_DIR) -> list[Path]:
+    return sorted(locales_dir.glob("*/crisis_phrases.yaml"))
+
+
+def load_all(paths: Iterable[Path] | None = None) -> list[LangData]:
+    return [load_lang_file(p) for p in (phrase_files() if paths is None else paths)]

@@ -1,0 +1,293 @@
+"""The crisis detector: texting variants, idioms, someone else, languages, bad input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bot.safety import Scan, scan
+from bot.safety import detector as det
+from bot.safety.normalize import normalize
+from bot.safety.phrases import CATEGORIES, PhraseError, load_all, parse_lang_file
+
+# (text, lang, crisis, about) -- about is None when crisis is False
+CASES: list[tuple[str, str | None, bool, str | None]] = [
+    # case, accents and their absence, repeated letters, spacing, punctuation
+    ("I WANT TO DIE", "en", True, "self"),
+    ("i want to dieeeee", "en", True, "self"),
+    ("i.want.to.die", None, True, "self"),
+    ("I   want    to   die!!!", None, True, "self"),
+    ("quero morrerrrr", "pt_BR", True, "self"),
+    ("QUERO MORRER", None, True, "self"),
+    ("não quero mais viver", "pt", True, "self"),
+    ("nao quero mais viver", "pt-BR", True, "self"),
+    ("me quiero morir", "es", True, "self"),
+    ("me kiero morir", "es", True, "self"),
+    ("ya no quiero vivir más", None, True, "self"),
+    ("ya no quiero vivir mas", None, True, "self"),
+    # SMS shorthand, misspellings, leetspeak, spaced-out and run-together words
+    ("vc acha q eu devia me matar", "pt_BR", True, "self"),
+    ("n quero mais viver", "pt_BR", True, "self"),
+    ("honestly might kms", "en", True, "self"),
+    ("i want to kill myslef", "en", True, "self"),
+    ("thinking about sucide", "en", True, "self"),
+    ("su1c1d3", None, True, "self"),
+    ("k!ll mys3lf", None, True, "self"),
+    ("$uicidal", None, True, "self"),
+    ("k i l l  m y s e l f", None, True, "self"),
+    ("i want to k\u200bill myself", None, True, "self"),  # zero-width space inside a word
+    # indirect ideation, plans and means, self-harm, imminent
+    ("everyone would be better off without me", "en", True, "self"),
+    ("sou um peso pra minha família", "pt_BR", True, "self"),
+    ("quisiera dormir y no despertar", "es", True, "self"),
+    ("thank you for everything. goodbye", "en", True, "self"),
+    ("i've been giving away my things", "en", True, "self"),
+    ("i have a plan to end it", "en", True, "self"),
+    ("i'm going to jump off the bridge", "en", True, "self"),
+    ("comprei uma corda pra me enforcar", None, True, "self"),
+    ("me voy a tomar todas las pastillas", None, True, "self"),
+    ("I cut myself again", "en", True, "self"),
+    ("me corté otra vez", "es", True, "self"),
+    ("i just took 30 pills", "en", True, "self"),
+    ("to na ponte agora", "pt_BR", True, "self"),
+    # someone else
+    ("my friend says she wants to kill herself", "en", True, "other"),
+    ("my son is suicidal", None, True, "other"),
+    ("minha amiga quer se matar", "pt_BR", True, "other"),
+    ("mi hermano dice que se quiere matar", "es", True, "other"),
+    ("mon ami veut se suicider", "fr", True, "other"),
+    ("meine Freundin will sich umbringen", "de", True, "other"),
+    ("my friend wants to kill herself and honestly i want to die too", "en", True, "self"),
+    # reported speech: about someone else unless the sender speaks of themself
+    ("my client said she has pills saved up to overdose", "en", True, "other"),
+    ("minha paciente disse que tem remédio guardado pra overdose", "pt_BR", True, "other"),
+    ("my friend said I should text you because I want to kill myself", "en", True, "self"),
+    ("ela me disse que eu devia procurar ajuda porque eu quero morrer", "pt_BR", True, "self"),
+    # fr / de direct statements
+    ("je veux mourir", "fr", True, "self"),
+    ("J'ai envie de mourir", None, True, "self"),
+    ("ich will sterben", "de", True, "self"),
+    ("Ich möchte nicht mehr leben", None, True, "self"),
+    # idioms and ordinary messages that share words with real statements
+    ("this traffic is killing me", "en", False, None),
+    ("I could kill for a coffee", "en", False, None),
+    ("dead tired today", "en", False, None),
+    ("she's killing it", "en", False, None),
+    ("I nearly died laughing", "en", False, None),
+    ("I want to die my hair red", "en", False, None),
+    ("me mata de rir kkkk", "pt_BR", False, None),
+    ("morrendo de rir", "pt_BR", False, None),
+    ("to morta de cansada", "pt_BR", False, None),
+    ("minha mãe vai me matar", "pt_BR", False, None),
+    ("me muero de hambre", "es", False, None),
+    ("me muero de risa", "es", False, None),
+    ("je suis mort de rire", "fr", False, None),
+    ("ich sterbe vor Hunger", "de", False, None),
+    ("I'm not suicidal, just tired", "en", False, None),
+    ("yes I'll be there thursday", "en", False, None),
+    ("can we reschedule to 3pm", None, False, None),
+    ("I'm fine", None, False, None),
+    ("ich will die Sitzung verschieben", "de", False, None),
+    ("quero remarcar para quinta", "pt_BR", False, None),
+    # every language, whatever lang says
+    ("me quiero morir", "en", True, "self"),
+    ("I want to die", "pt_BR", True, "self"),
+    ("quero morrer", "xx", True, "self"),
+    ("quero morrer", "", True, "self"),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "crisis", "about"), CASES)
+def test_scan_table(text: str, lang: str | None, crisis: bool, about: str | None) -> None:
+    res = scan(text, lang)
+    assert res.crisis is crisis, (text, res)
+    assert res.about == about, (text, res)
+    if crisis:
+        assert res.level in ("high", "moderate")
+        assert res.matched and all(isinstance(m, str) for m in res.matched)
+    else:
+        assert res == Scan()
+
+
+def test_level_high_for_direct_moderate_for_indirect() -> None:
+    assert scan("I want to kill myself").level == "high"
+    assert scan("nobody would miss me").level == "moderate"
+    # one high phrase makes the whole message high
+    assert scan("nobody would miss me, I want to kill myself").level == "high"
+
+
+def test_matched_ids_are_stable_phrase_ids() -> None:
+    ids = {p.id for ld in load_all() for p in ld.phrases} | set(det._EMOJI_PHRASES)
+    res = scan("i want to die. i'm going to take all my pills tonight")
+    assert res.matched
+    assert set(res.matched) <= ids
+    assert "en.means.pills" in scan("i'm going to take all my pills tonight").matched
+    # concern for someone else is reported alongside the sender's own words
+    both = scan("my friend wants to kill herself and i want to die too")
+    assert any(m.startswith("en.other.") for m in both.matched)
+    assert any(m.startswith("en.direct.") for m in both.matched)
+
+
+def test_lang_hint_orders_matched_ids() -> None:
+    text = "suicidio"  # the same word in Portuguese and Spanish
+    assert scan(text, "es").matched[0].startswith("es.")
+    assert scan(text, "pt").matched[0].startswith("pt.")
+
+
+BAD_INPUT: list[tuple[str, bool]] = [
+    ("", False),
+    ("   \n\t ", False),
+    ("\x00\x01\x02\x1b[31m", False),
+    ("\u202e\u200f\u202b", False),  # bidi marks alone
+    ("\u202bquero morrer\u202c", True),  # wrapped in bidi embedding
+    ("😀😀😀👍🏽👨‍👩‍👧‍👦", False),  # emoji, skin tone, ZWJ family
+    ("🔪🩸", True),  # knife and blood: self-harm signal
+    ("ok 👍", False),
+    ("\ufeffI want to die", True),  # byte-order mark
+    ("I\u0000want\u0000to\u0000die", True),  # NULs between words
+    ("ｉ ｗａｎｔ ｔｏ ｄｉｅ", True),  # full-width letters
+    ("مرحبا كيف حالك", False),  # right-to-left script
+    ("我很好，谢谢", False),
+    ("\ud800 broken surrogate", False),
+]
+
+
+@pytest.mark.parametrize(("text", "crisis"), BAD_INPUT)
+def test_bad_input(text: str, crisis: bool) -> None:
+    assert scan(text).crisis is crisis
+    assert scan(text, "en").crisis is crisis
+
+
+def test_100kb_messages() -> None:
+    filler = "see you on thursday at 3pm, thanks! " * 3000
+    assert len(filler) > 100_000
+    assert not scan(filler).crisis
+    assert scan(filler + " i want to kill myself").crisis
+    assert scan("quero morrer " + filler, "pt_BR").crisis
+    assert not scan("a" * 100_000).crisis
+    assert not scan("k i " * 50_000).crisis
+
+
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [
+        ("Quero MORRERRRR!!!", "quero morer"),
+        ("NÃO aguento", "nao aguento"),
+        ("I don't", "i dont"),
+        ("j'ai envie", "jai envie"),
+        ("su1c1d3", "suicide"),
+        ("k!ll", "kil"),
+        ("$uicide", "suicide"),
+        ("k i l l  m y s e l f", "kilmyself"),
+        ("see you at 3pm", "se you at 3pm"),
+        ("took 30 pills", "tok 30 pils"),
+        ("Straße", "strase"),
+        ("a\u0303o", "ao"),
+        ("  ", ""),
+    ],
+)
+def test_normalize(raw: str, norm: str) -> None:
+    assert normalize(raw) == norm
+
+
+# -------------------------------------------------------------------- the phrase data itself
+
+LANG_DATA = load_all()
+
+
+def test_shipped_languages() -> None:
+    assert {ld.lang for ld in LANG_DATA} >= {"en", "pt_BR", "es", "fr", "de"}
+
+
+@pytest.mark.parametrize("ld", LANG_DATA, ids=lambda ld: ld.lang)
+def test_categories_covered(ld: object) -> None:
+    from bot.safety.phrases import LangData
+
+    assert isinstance(ld, LangData)
+    cats = {p.category for p in ld.phrases}
+    if ld.lang in ("en", "pt_BR", "es"):
+        assert cats == set(CATEGORIES)
+    else:
+        assert {"direct", "other"} <= cats
+    for p in ld.phrases:
+        assert p.id.split(".")[0] == ld.lang.split("_")[0].lower()
+        assert p.examples, f"{p.id} has no examples"
+
+
+EXAMPLES = [(p, e) for ld in LANG_DATA for p in ld.phrases for e in p.examples]
+
+
+@pytest.mark.parametrize(("phrase", "example"), EXAMPLES, ids=lambda x: getattr(x, "id", str(x))[:40])
+def test_every_example_is_caught_by_its_own_phrase(phrase: object, example: str) -> None:
+    from bot.safety.phrases import Phrase
+
+    assert isinstance(phrase, Phrase)
+    res = scan(example)
+    assert res.crisis and res.about == phrase.about, (example, res)
+    c = det.compiled()
+    text = " " + det.prepare(c, example)[0] + " "
+    own = [p for p in c.patterns if p.phrase.id == phrase.id]
+    assert any(p.rx.search(text) for p in own), f"{phrase.id} does not match its example {example!r}"
+
+
+def test_every_pattern_has_anchors() -> None:
+    """Patterns, idioms and frames without anchors would run on every message and cost throughput."""
+    c = det.compiled()
+    assert not c.always, [c.regexes[i].pattern[:60] for i in c.always]
+
+
+def _bad(**over: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "lang": "xx",
+        "macros": {"A": "x|y"},
+        "phrases": [{"id": "xx.direct.a", "level": "high", "category": "direct", "patterns": ["{A} z"]}],
+    }
+    data.update(over)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_bad(phrases=[{"id": "xx.direct.a", "level": "urgent", "category": "direct", "patterns": ["a"]}]), "level"),
+        (_bad(phrases=[{"id": "xx.direct.a", "level": "high", "category": "vibes", "patterns": ["a"]}]), "category"),
+        (_bad(phrases=[{"id": "Bad Id", "level": "high", "category": "direct", "patterns": ["a"]}]), "id"),
+        (_bad(phrases=[{"id": "xx.direct.a", "level": "high", "category": "direct", "patterns": ["{B} a"]}]), "macro"),
+        (
+            _bad(phrases=[{"id": "xx.direct.a", "level": "high", "category": "direct", "patterns": ["(a"]}]),
+            "bad pattern",
+        ),
+        (_bad(phrases=[{"id": "xx.direct.a", "level": "high", "category": "direct", "patterns": []}]), "pattern"),
+        (_bad(macros={False: "a|b"}), "macro name"),  # YAML reads a key NO as false
+        (_bad(lang=None), "lang"),
+    ],
+)
+def test_bad_phrase_files_are_named(data: dict[str, object], message: str) -> None:
+    with pytest.raises(PhraseError, match=re.escape(message)):
+        parse_lang_file(data, "test.yaml")
+
+
+def test_a_new_language_file_works_end_to_end() -> None:
+    ld = parse_lang_file(
+        {
+            "lang": "it",
+            "macros": {"VOGLIO": "voglio|vorrei"},
+            "idioms": ["morto di (fame|sonno)"],
+            "phrases": [
+                {"id": "it.direct.morire", "level": "high", "category": "direct", "patterns": ["{VOGLIO} morire"]},
+            ],
+        },
+        "it.yaml",
+    )
+    c = det.build([ld])
+    assert det.scan_with(c, "Voglio moriiire").matched == ("it.direct.morire",)
+    assert not det.scan_with(c, "sono morto di fame").crisis
+
+
+def test_missing_phrase_file_is_an_error_not_silence(monkeypatch: pytest.MonkeyPatch) -> None:
+    only_en = [ld for ld in load_all() if ld.lang == "en"]
+    monkeypatch.setattr(det, "_compiled", None)
+    monkeypatch.setattr(det, "load_all", lambda: only_en)
+    with pytest.raises(RuntimeError, match="pt_BR"):
+        scan("quero morrer")
