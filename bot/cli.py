@@ -60,6 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     q = csub.add_parser("diagram", help="Mermaid diagrams of the dialogues (Markdown on stdout)")
     _config_arg(q)
 
+    p = sub.add_parser("import", help="load the practice's schedule")
+    _config_arg(p)
+    isub = p.add_subparsers(dest="import_command", required=True)
+    q = isub.add_parser("appointments", help="import a CSV or iCalendar (.ics) file (docs/records.md)")
+    _config_arg(q)
+    q.add_argument("file")
+    q.add_argument("--skip-bad", action="store_true", help="import the good rows even when some are bad")
+    q.add_argument("--dry-run", action="store_true", help="check and report what would change; write nothing")
+    q.add_argument("--prune", action="store_true", help="cancel upcoming appointments this source no longer lists")
+    q.add_argument("--source", default=None, help="the feed's name (default: the format and the file name)")
+
+    p = sub.add_parser("records", help="records policy: purge, export, key rotation")
+    _config_arg(p)
+    rsub = p.add_subparsers(dest="records_command", required=True)
+    q = rsub.add_parser("purge", help="delete what is older than records.keep_for")
+    _config_arg(q)
+    q.add_argument("--dry-run", action="store_true", help="count what would be deleted")
+    q = rsub.add_parser("export", help="everything held about one client, as JSON")
+    _config_arg(q)
+    q.add_argument("client")
+    q.add_argument("--output", default=None, help="write to this file instead of stdout")
+    q = rsub.add_parser("rotate-key", help="re-encrypt stored message text with the newest RAPPORT_DATA_KEY key")
+    _config_arg(q)
+
     p = sub.add_parser("rasa", help="Rasa NLU integration")
     _config_arg(p)
     rsub = p.add_subparsers(dest="rasa_command", required=True)
@@ -119,6 +143,28 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         cfg, path = load_config(args.config)
         return run_check(cfg, path, sys.stdout)
+    if cmd == "import":
+        from bot.imports import run_import
+
+        cfg, path = load_config(args.config)
+        return run_import(
+            cfg, path, args.file, args.skip_bad, args.dry_run, args.prune, sys.stdout, sys.stderr, source=args.source
+        )
+    if cmd == "records":
+        from bot.retention import run_records
+        from storage.db import resolve_url
+
+        cfg, path = load_config(args.config)
+        return run_records(
+            resolve_url(cfg.database_url, path),
+            cfg.records,
+            args.records_command,
+            sys.stdout,
+            sys.stderr,
+            client=getattr(args, "client", None),
+            output=getattr(args, "output", None),
+            dry_run=getattr(args, "dry_run", False),
+        )
     if cmd == "rasa":
         from pathlib import Path
 

@@ -16,6 +16,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from bot.durations import parse_duration
 from bot.langs import normalize_lang
+from bot.retention import RecordsConfig
+from bot.stats import RetentionConfig
+from bot.waitlist import WaitlistConfig
+from bot.writeback import WritebackConfig
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -157,6 +161,10 @@ class Config(Strict):
     clinicians: list[Clinician] = Field(default_factory=list)
     conversation: Conversation = Conversation()
     nlu: Nlu = Nlu()
+    records: RecordsConfig = RecordsConfig()
+    retention: RetentionConfig = RetentionConfig()
+    waitlist: WaitlistConfig = WaitlistConfig()
+    writeback: WritebackConfig = WritebackConfig()
 
     @field_validator("languages")
     @classmethod

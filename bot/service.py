@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine as DbEngine
 from sqlmodel import Session
 
-from bot import alerts, safety, understanding
+from bot import alerts, safety, understanding, waitlist, writeback
 from bot.config import Config
 from bot.engine import AppointmentView, Availability, Ctx, Engine, Rejected, Reply, State, Wait, WaitTimeout
 from bot.engine import events as ev
@@ -89,6 +89,7 @@ class Service:
             "conversation.reschedule_timeout": cfg.conversation.reschedule_timeout,
             "conversation.slot_horizon": cfg.conversation.slot_horizon,
             "conversation.slot_lead": cfg.conversation.slot_lead,
+            waitlist.DURATION_KEY: cfg.waitlist.offer_timeout,
         }
 
     # -- units of work ----------------------------------------------------------------------------
@@ -437,6 +438,8 @@ class Service:
             return alerts.escalate(self, u, t)
         if t.kind in TRIGGERS:
             return self._fire_trigger(u, t)
+        if t.kind == waitlist.TIMER_KIND:
+            return waitlist.fire_timer(self, u, t)
         log.error("unknown timer kind %s", t.kind)
         return "unknown_kind"
 
@@ -761,6 +764,7 @@ class Service:
 
     def _status(self, u: Unit, a: Appointment, client: Client, status: str, actor: str, **detail: Any) -> None:
         prev = a.status if a.history else None
+        previous = a.history[-1] if a.history else None
         a.status = status
         a.history = [
             *a.history,
@@ -777,6 +781,8 @@ class Service:
             u.s, u.now, actor, "appointment", a.id, "status", previous=prev, status=status, start=a.start.isoformat()
         )
         u.note("appointment", client.tz, id=a.id, status=status, start=a.start)
+        writeback.on_status(self.cfg.writeback, u, a, status, actor, previous)
+        waitlist.on_status(self, u, a, status, previous)
 
     def _cancel(self, u: Unit, a: Appointment, client: Client, actor: str) -> None:
         self._status(u, a, client, "cancelled", actor)

@@ -61,7 +61,7 @@ def parse_keys(value: str | None) -> list[Fernet]:
         except (ValueError, UnicodeEncodeError):
             raise DataKeyError(
                 f"{ENV_VAR}: key #{i} is not a Fernet key (32 url-safe base64-encoded bytes; "
-                "make one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)"
+                "see docs/records.md for how to make one)"
             ) from None
     return out
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from storage.crypto import EncryptedText
 from storage.types import UTCDateTime
 
 
@@ -95,7 +96,7 @@ class Message(SQLModel, table=True):
     address: str | None = None  # for senders who are not clients, and for staff
     direction: str  # in | out
     channel: str
-    body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    body: str = Field(default="", sa_column=Column(EncryptedText(), nullable=False))
     dialogue: str | None = None
     step: str | None = None
     automated: bool = False  # started by Rapport (counts against the caps)
@@ -129,7 +130,7 @@ class Outbox(SQLModel, table=True):
     message_id: int = Field(index=True)
     channel: str
     to: str
-    body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    body: str = Field(default="", sa_column=Column(EncryptedText(), nullable=False))
     priority: int = 0  # higher first: crisis replies and alerts
     status: str = "pending"  # pending | sending | sent | failed
     attempts: int = 0
@@ -147,8 +148,8 @@ class Feedback(SQLModel, table=True):
     appointment_id: str | None = None
     clinician_id: str | None = None
     rating: int | None = None
-    takeaway: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    leave_behind: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    takeaway: str | None = Field(default=None, sa_column=Column(EncryptedText(), nullable=True))
+    leave_behind: str | None = Field(default=None, sa_column=Column(EncryptedText(), nullable=True))
     created_at: datetime | None = _ts()
 
 
