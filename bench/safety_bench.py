@@ -4,15 +4,21 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/safety_bench.py [--set FILE ...] [--seconds 2]
 
-For each labelled set (default: ``tests/safety/devset.jsonl`` and ``tests/safety/checkset.jsonl``)
-prints recall and precision overall, per language and per category (recall for the crisis
-categories, share flagged for the others), whether ``about`` (self/other) was right on the
-detected crisis messages, false alerts per 1,000 ordinary replies (appointment, fine and
-feedback messages) and the messages it got wrong; then scans per second over all the sets, with
-and without a language, and on ordinary replies alone.
+For each labelled set (default: every set in ``tests/safety``: ``devset.jsonl``,
+``checkset.jsonl`` and the blind sets ``blindset.jsonl`` .. ``blindset6.jsonl``, each reported
+on its own) prints recall and precision overall, per language and per category, the categories
+also per language (recall for the crisis categories, share flagged for the others), per
+``sub``-category where a set has them, whether ``about`` (self/other) was right on the detected
+crisis messages, false alerts per 1,000 ordinary replies (appointment, fine and feedback
+messages) and the messages it got wrong. For a set other than the dev and check sets it also
+prints the numbers without the messages that repeat a dev/check-set text word for word. Then
+false alerts on the ordinary replies of ``tests/understanding`` (written by another engineer),
+and scans per second over all the sets, with and without a language, and on ordinary replies
+alone.
 
-``checkset.jsonl`` was written in rounds *after* the phrase files, each round measured before any
-phrase was changed for it; see tests/safety/README.md for those first-seen numbers.
+``checkset.jsonl`` and the blind sets were written *after* the phrase files, each measured
+before anything was changed for it; tests/safety/README.md has those first-seen numbers (the
+honest estimate) -- the numbers printed here are after tuning, except for the newest blind set.
 """
 
 from __future__ import annotations
@@ -31,7 +37,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.safety import scan  # noqa: E402
+from bot.safety.normalize import normalize  # noqa: E402
 from bot.safety.types import Scan  # noqa: E402
+
+# The sets the phrase files were tuned on (a message of another set that repeats one of their
+# texts word for word is reported apart: it is not new to the detector).
+TUNED_SETS = ("devset.jsonl", "checkset.jsonl")
+# Written afterwards, each measured first without tuning (tests/safety/README.md).
+BLIND_SETS = tuple(f"blindset{n}.jsonl" for n in ("", "2", "3", "4", "5", "6"))
 
 # Dev-set categories of messages that must not raise an alert.
 ORDINARY = ("appointment", "fine", "feedback")
@@ -46,9 +59,12 @@ def _ratio(num: int, den: int) -> str:
     return f"{num / den:.3f}" if den else "  -  "
 
 
-def report(rows: Sequence[dict[str, Any]], results: Sequence[Scan], out: Callable[[str], None]) -> dict[str, float]:
+def report(
+    rows: Sequence[dict[str, Any]], results: Sequence[Scan], out: Callable[[str], None], details: bool = True
+) -> dict[str, float]:
     by_lang: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # tp fn fp tn
     by_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # flagged, total
+    by_cat_lang: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # flagged, total
     tp = fn = fp = tn = about_ok = 0
     misses: list[str] = []
     for row, res in zip(rows, results, strict=True):
@@ -56,8 +72,10 @@ def report(rows: Sequence[dict[str, Any]], results: Sequence[Scan], out: Callabl
         got = res.crisis
         c = by_lang[row["lang"]]
         by_cat[row["category"]][1] += 1
+        by_cat_lang[row["category"], row["lang"]][1] += 1
         if got:
             by_cat[row["category"]][0] += 1
+            by_cat_lang[row["category"], row["lang"]][0] += 1
         if want and got:
             tp += 1
             c[0] += 1
@@ -90,12 +108,28 @@ def report(rows: Sequence[dict[str, Any]], results: Sequence[Scan], out: Callabl
     for lang in sorted(by_lang):
         a, b, f, _ = by_lang[lang]
         out(f"  {lang:6} recall {_ratio(a, a + b)}  precision {_ratio(a, a + f)}  (n={sum(by_lang[lang])})")
+    if not details:
+        return {"recall": recall, "precision": precision, "per_1000": per_1000}
     out("per category (crisis categories: recall; others: share flagged = false alerts):")
-    for cat in sorted(by_cat, key=lambda k: (k in ("idiom", *ORDINARY, "sad"), k)):
+    langs = sorted(by_lang)
+    out(f"  {'':22}{'all':>13}" + "".join(f"{lang:>13}" for lang in langs))
+    for cat in sorted(by_cat, key=lambda k: (k in ("idiom", *ORDINARY, "sad", "hard_negative"), k)):
         flagged, total = by_cat[cat]
         is_pos = any(r["category"] == cat and r["crisis"] for r in rows)
         label = "recall" if is_pos else "flagged"
-        out(f"  {cat:12} {label:7} {_ratio(flagged, total)}  ({flagged}/{total})")
+        cells = ""
+        for lang in langs:
+            f2, t2 = by_cat_lang[cat, lang]
+            cells += f"{_ratio(f2, t2):>6} {f'{f2}/{t2}':>6}" if t2 else f"{'':>13}"
+        out(f"  {cat:14}{label:8}{_ratio(flagged, total):>6} {f'{flagged}/{total}':>6}{cells}")
+    subs = sorted({str(r["sub"]) for r in rows if r.get("sub")})
+    if subs:
+        out("per sub-category (the 'sub' field; crisis: recall, otherwise: share flagged):")
+        for sub in subs:
+            picked = [(r, s) for r, s in zip(rows, results, strict=True) if r.get("sub") == sub]
+            flagged = sum(1 for _, s in picked if s.crisis)
+            kind = "recall" if picked[0][0]["crisis"] else "flagged"
+            out(f"  {sub:14}{kind:8}{_ratio(flagged, len(picked)):>6} {f'{flagged}/{len(picked)}':>6}")
     if misses:
         out("wrong:")
         for m in misses:
@@ -141,13 +175,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0, help="time per throughput run")
     args = ap.parse_args(argv)
 
-    sets = args.sets or [ROOT / "tests" / "safety" / "devset.jsonl", ROOT / "tests" / "safety" / "checkset.jsonl"]
+    here = ROOT / "tests" / "safety"
+    sets = args.sets or [p for p in (here / n for n in (*TUNED_SETS, *BLIND_SETS)) if p.exists()]
     scan("warm up")
+    tuned = {normalize(r["text"]) for n in TUNED_SETS if (here / n).exists() for r in load(here / n)}
     rows: list[dict[str, Any]] = []
     for path in sets:
         part = load(path)
         print(f"== {path.name}")
-        report(part, [scan(r["text"], r.get("lang")) for r in part], print)
+        results = [scan(r["text"], r.get("lang")) for r in part]
+        report(part, results, print)
+        if path.name not in TUNED_SETS:
+            fresh = [(r, s) for r, s in zip(part, results, strict=True) if normalize(r["text"]) not in tuned]
+            if len(fresh) < len(part):
+                where = " nor ".join(TUNED_SETS)
+                print(f"-- the {len(fresh)} messages of {path.name} whose text is in neither {where}:")
+                report([r for r, _ in fresh], [s for _, s in fresh], print, details=False)
         print()
         rows.extend(part)
 
@@ -169,12 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ordinary = [(r["text"], r.get("lang")) for r in rows if r["category"] in ORDINARY]
     print(f"throughput over {len(rows)} messages (one process, one thread), scans/s:")
     print(f"  {'':24}{'wall clock':>12}{'CPU time':>12}")
-    for label, texts in (
+    for label, sample in (
         ("all, with lang", with_lang),
         ("all, without lang", no_lang),
         ("ordinary replies only", ordinary),
     ):
-        wall, cpu = throughput(texts, args.seconds)
+        wall, cpu = throughput(sample, args.seconds)
         print(f"  {label:24}{wall:>12,.0f}{cpu:>12,.0f}")
     return 0
 

@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=("all", "web", "worker"), default="all")
     p.add_argument("--telegram-polling", action="store_true", help="long-poll Telegram instead of a webhook")
 
+    p = sub.add_parser("link", help="print a single-use Telegram deep link that ties a chat to a client")
+    _config_arg(p)
+    p.add_argument("client", help="the client's id")
+    p.add_argument("--ttl", default=None, help="how long the link works, e.g. 72h or 3d (default 72h)")
+
     p = sub.add_parser("simulate", help="run JSONL scenarios on a virtual clock (stdin -> stdout)")
     _config_arg(p)
 
@@ -173,6 +178,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         export_rasa_project(Path(args.dir))
         print(f"wrote a Rasa project to {args.dir}")
         return 0
+    if cmd == "link":
+        from bot.server import run_link
+
+        return run_link(args)
     if cmd == "serve":
         from bot.server import run_serve
 

@@ -40,7 +40,7 @@ from storage.tables import Alert, Client, Message, Outbox
 log = logging.getLogger("rapport.outbox")
 
 Sender = Callable[[Outbound], SendResult]
-MAX_ATTEMPTS = 6
+MAX_ATTEMPTS = 10  # with backoff 2, 4, 8 ... 300 s: about 13 minutes of outage survived
 LEASE = timedelta(minutes=2)  # a claimed row not acknowledged by then is presumed lost mid-send
 URGENT = 9  # priority at or above which a row is never held back by pacing (crisis replies, staff alerts)
 FALLBACK_REASON = "fallback_from:"
@@ -57,6 +57,13 @@ def backoff(attempt: int) -> timedelta:
     if _testing:
         return timedelta(0)
     return timedelta(seconds=min(300, 2**attempt))
+
+
+def log_failure(what: str, e: BaseException, logger: logging.Logger = log) -> None:
+    """An error by its type at ERROR; the traceback (which can quote SQL parameters, and so message
+    text and phone numbers) only at DEBUG."""
+    logger.error("%s failed: %s", what, type(e).__name__)
+    logger.debug("%s traceback", what, exc_info=e)
 
 
 def utcnow() -> datetime:
@@ -153,12 +160,12 @@ class Claimed:
 
 
 def claim(
-    db: DbEngine, now: datetime, limit: int, channels: Sequence[str] | None = None, urgent: int = URGENT
+    db: DbEngine, now: datetime, limit: int, saturated: Sequence[str] = (), urgent: int = URGENT
 ) -> list[Claimed]:
     """Take up to ``limit`` due rows, highest priority first, and mark them ``sending`` under a lease.
 
-    With ``channels``, rows of other channels are taken only when urgent (a saturated channel
-    still lets a crisis reply through).
+    Rows of ``saturated`` channels (paced beyond what goes out soon) are taken only when urgent: a
+    busy channel still lets a crisis reply through, and other channels are not held up behind it.
     """
     if limit <= 0:
         return []
@@ -167,8 +174,8 @@ def claim(
             Outbox.status == "pending",
             or_(col(Outbox.next_attempt_at).is_(None), col(Outbox.next_attempt_at) <= now),
         )
-        if channels is not None:
-            q = q.where(or_(col(Outbox.channel).in_(list(channels)), col(Outbox.priority) >= urgent))
+        if saturated:
+            q = q.where(or_(col(Outbox.channel).not_in(list(saturated)), col(Outbox.priority) >= urgent))
         q = q.order_by(col(Outbox.priority).desc(), col(Outbox.id)).limit(limit)
         if store.is_postgres(s):
             q = q.with_for_update(skip_locked=True)
@@ -431,7 +438,7 @@ def drain(
             try:
                 result = sender(r.outbound())
             except Exception as e:  # an adapter bug must not lose the row: retry it like a network error
-                log.exception("send failed on %s", r.channel)
+                log_failure("send on " + r.channel, e)
                 result = SendResult(ok=False, error=type(e).__name__, retry=True)
         record(db, r.id, result, now, oncall=oncall)
         if result.opted_out and on_opted_out is not None:
@@ -488,6 +495,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rows: dict[asyncio.Task[None], Claimed] = {}
+        self._released: set[int] = set()
         self._in_call: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
@@ -520,8 +529,8 @@ class Worker:
             self._wake_pending.clear()
             try:
                 n = await self.fill()
-            except Exception:
-                log.exception("outbox claim failed")
+            except Exception as e:
+                log_failure("outbox claim", e)
                 n = 0
             if n == 0 or len(self._tasks) >= self.max_inflight:
                 with contextlib.suppress(TimeoutError):
@@ -533,25 +542,23 @@ class Worker:
         if room <= 0 or self._stopping:
             return 0
         now_m = time.monotonic()
-        open_channels = [
-            ch
-            for ch in self.senders
-            if ch not in self.channel_key or self.paces[self.channel_key[ch]].debt(now_m) < self.lookahead
-        ]
-        rows = await self.run(claim, self.db, self.clock(), room, open_channels)
+        saturated = [ch for ch, key in self.channel_key.items() if self.paces[key].debt(now_m) >= self.lookahead]
+        rows = await self.run(claim, self.db, self.clock(), room, saturated)
         for r in rows:
             t = asyncio.create_task(self._send_one(r), name=f"outbox-{r.id}")
             self._tasks.add(t)
+            self._rows[t] = r
             t.add_done_callback(self._done)
         return len(rows)
 
     def _done(self, t: asyncio.Task[None]) -> None:
         self._tasks.discard(t)
+        self._rows.pop(t, None)
         self._in_call.discard(t)
         if self._event is not None:
             self._event.set()
         if not t.cancelled() and t.exception() is not None:
-            log.error("outbox send task failed", exc_info=t.exception())
+            log.error("outbox send task failed: %s", type(t.exception()).__name__)
 
     def _reserve(self, sender: ChannelSender, r: Claimed, out: Outbound) -> float:
         wait = 0.0
@@ -579,6 +586,7 @@ class Worker:
                 await asyncio.sleep(wait)
         except asyncio.CancelledError:
             await self.run(release, self.db, r.id, self.clock())
+            self._released.add(r.id)
             raise
         self._in_call.add(task)
         started = time.monotonic()
@@ -594,7 +602,7 @@ class Worker:
             else:
                 result = await sender.send(out)
         except Exception as e:  # an adapter bug must not lose the row: retry it like a network error
-            log.exception("send failed on %s", r.channel)
+            log_failure("send on " + r.channel, e)
             result = SendResult(ok=False, error=type(e).__name__, retry=True)
         await self._finish(r, result, time.monotonic() - started, outcome_hint)
 
@@ -613,8 +621,8 @@ class Worker:
         if result.opted_out and self.on_opted_out is not None:
             try:
                 await self.run(self.on_opted_out, r.channel, r.to, result.error or "provider refused")
-            except Exception:
-                log.exception("recording a provider opt-out failed")
+            except Exception as e:
+                log_failure("recording a provider opt-out", e)
         if outcome == "fallback" and self._event is not None:
             self._event.set()
         if self.on_result is not None:
@@ -629,7 +637,7 @@ class Worker:
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        waiting = [t for t in self._tasks if t not in self._in_call]
+        waiting = {t: self._rows[t] for t in self._tasks if t not in self._in_call and t in self._rows}
         for t in waiting:
             t.cancel()
         pending = list(self._tasks)
@@ -639,6 +647,9 @@ class Worker:
                 log.warning("%d sends still in flight at shutdown; their rows will be reconciled", len(still))
                 for t in still:
                     t.cancel()
+        for t, r in waiting.items():
+            if t.cancelled() and r.id not in self._released:  # never started: hand it back, not after the lease
+                await self.run(release, self.db, r.id, self.clock())
 
     async def run_once(self) -> int:
         """Claim and send one batch and wait for it (tests, ``--role worker`` draining on exit)."""
@@ -679,8 +690,8 @@ def open_alert_counts(db: DbEngine) -> dict[str, int]:
             select(Alert.status, func.count()).where(col(Alert.status).in_(("open", "acked"))).group_by(Alert.status)
         ).all()
         unanswered = s.exec(
-            select(func.count()).select_from(Alert).where(col(Alert.status) == "open", col(Alert.unanswered) == True)
-        ).one()  # noqa: E712
+            select(func.count()).select_from(Alert).where(col(Alert.status) == "open", col(Alert.unanswered).is_(True))
+        ).one()
     out = {st: int(n) for st, n in rows}
     out["unanswered"] = int(unanswered)
     return out

@@ -93,7 +93,9 @@ def check(cfg: Config, config_dir: Path | None) -> list[Finding]:
     scripts = Scripts(overlay)
     crisis = Scripts(overlay, domain="crisis")
     ids = sorted({m for d in dialogues.values() for m in d.message_ids() if not m.startswith("crisis.")})
-    extra = sorted(m for m in scripts.texts.get("en", {}) if m.split(".")[0] in ("button", "fmt", "staff", "practice"))
+    extra = sorted(
+        m for m in scripts.texts.get("en", {}) if m.split(".")[0] in ("button", "fmt", "staff", "practice", "telegram")
+    )
     wanted = sorted(set(ids) | set(extra))
     # Placeholders are checked against our shipped English, so an overlay cannot redefine them.
     reference = Scripts().texts.get("en", {})

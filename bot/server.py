@@ -19,7 +19,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from bot.service import Service
 from bot.settings import Settings, SettingsError
 from bot.web.app import Runner, create_app
 from bot.web.metrics import Metrics
+from channels.base import Outbound, SendResult
 
 log = logging.getLogger("rapport.server")
 NOTIFY_CHANNEL = "rapport_outbox"
@@ -70,7 +71,7 @@ class Runtime:
         self.clock = clock
         self.metrics = Metrics(svc.db)
         svc.observers.append(self.metrics.on_notes)
-        self.run = Runner(svc)
+        self.run = Runner(svc, settings.db_threads)
         self.sim: WebSim | None = None
         self.bot: Any = None
         self.telegram: telegram.TelegramAdapter | None = None
@@ -86,7 +87,9 @@ class Runtime:
         if settings.simulator_enabled:
             self.sim = WebSim(svc, clock=clock)
             for ch in ("sms", "telegram", "sim"):
-                built.setdefault(ch, self.sim.send)
+                real = built.get(ch)
+                # Demo clients' addresses start with "sim-": those go to the page, the rest to the provider.
+                built[ch] = self.sim.send if real is None else SimRouted(real, self.sim.send)
         if senders is not None:
             built.update(senders)
         self.worker = outbox.Worker(
@@ -95,6 +98,7 @@ class Runtime:
             oncall=svc.cfg.crisis.oncall,
             on_opted_out=self._opted_out,
             on_result=self.metrics.on_send,
+            poll=settings.outbox_poll,
             clock=clock,
             run=self.run,
         )
@@ -102,18 +106,13 @@ class Runtime:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._listener: threading.Thread | None = None
-        self._listening = threading.Event()
+        self._stop_listening = threading.Event()
         if role == "web":
             svc.on_outbox = self._notify if _is_pg(svc.db) else None
         else:
-            svc.on_outbox = self._wake_all
+            svc.on_outbox = self.worker.wake
 
     # -- waking the worker ---------------------------------------------------------------------------
-
-    def _wake_all(self) -> None:
-        self.worker.wake()
-        if _is_pg(self.svc.db) and self.role == "all":
-            self._notify()  # other processes' workers may be idle with rows we can not take
 
     def _notify(self) -> None:
         try:
@@ -127,16 +126,16 @@ class Runtime:
         import psycopg
 
         url = self.svc.db.url.render_as_string(hide_password=False).replace("postgresql+psycopg://", "postgresql://")
-        while not self._listening.is_set():
+        while not self._stop_listening.is_set():
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    while not self._listening.is_set():
+                    while not self._stop_listening.is_set():
                         for _ in conn.notifies(timeout=1.0):
                             self.worker.wake()
             except Exception as e:
                 log.warning("LISTEN connection lost (%s); retrying", type(e).__name__)
-                self._listening.wait(2.0)
+                self._stop_listening.wait(2.0)
 
     def _opted_out(self, channel: str, address: str, reason: str) -> None:
         self.svc.opt_out_by_provider(channel, address, self.clock(), reason)
@@ -153,17 +152,46 @@ class Runtime:
 
     async def housekeeping(self) -> None:
         await self.run(outbox.recover_stale, self.svc.db, self.clock())
+        await self.run(self._writeback)
+
+    def _writeback(self) -> None:
+        from bot import writeback
+
+        writeback.deliver_pending(
+            self.svc.db, self.clock(), writeback.httpx_post, self.svc.cfg.writeback, writeback.secret_from_env()
+        )
+
+    async def purge_records(self) -> None:
+        from bot import retention
+
+        await self.run(retention.purge, self.svc.db, self.clock(), self.svc.cfg.records)
 
     async def _job(self, fn: Callable[[], Any]) -> None:
         try:
             await fn()
-        except Exception:
-            log.exception("scheduled job %s failed", getattr(fn, "__name__", fn))
+        except Exception as e:
+            outbox.log_failure(f"scheduled job {getattr(fn, '__name__', fn)}", e, log)
 
     # -- life cycle -----------------------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Build what the first message would otherwise pay for (crisis phrase matchers, parsers), so
+        that a crisis reply is on time from the first message on."""
+        from bot import safety
+
+        now = self.clock()
+        for lang in self.svc.cfg.languages:
+            safety.scan("warm up", lang)
+            self.svc.parse("warm up", lang, "none", now, self.svc.cfg.default_tz)
+        safety.scan("warm up", None)
+
     async def start(self) -> None:
         self._stop.clear()
+        if self.role in ("all", "web"):
+            try:
+                await asyncio.to_thread(self.warm_up)
+            except Exception as e:
+                outbox.log_failure("warm-up", e, log)
         sending = self.role in ("all", "worker")
         if sending:
             await self.housekeeping()
@@ -188,9 +216,18 @@ class Runtime:
                 coalesce=True,
                 id="housekeeping",
             )
+            self.scheduler.add_job(
+                self._job,
+                "interval",
+                args=[self.purge_records],
+                hours=24,
+                max_instances=1,
+                coalesce=True,
+                id="records-purge",
+            )
             self.scheduler.start()
             if _is_pg(self.svc.db):
-                self._listening.clear()
+                self._stop_listening.clear()
                 self._listener = threading.Thread(target=self._listen, name="outbox-listen", daemon=True)
                 self._listener.start()
         if self.bot is not None:
@@ -230,10 +267,11 @@ class Runtime:
                 await t
         self._tasks.clear()
         await self.worker.stop()
-        self._listening.set()
+        self._stop_listening.set()
         if self.bot is not None:
             with contextlib.suppress(Exception):
                 await self.bot.shutdown()
+        log.info("stopped: no new claims, sends in flight finished")
 
     def app(self) -> Any:
         return create_app(
@@ -260,6 +298,27 @@ class Runtime:
             await done.wait()
         finally:
             await self.stop()
+
+
+class SimRouted:
+    """A real channel with the web simulator beside it (``RAPPORT_WEB_SIMULATOR=1`` with providers)."""
+
+    def __init__(self, real: outbox.ChannelSender, sim: Callable[[Outbound], SendResult]):
+        self.real = real
+        self.sim = sim
+
+    def pacing(self, out: Outbound) -> Sequence[outbox.Pacing]:
+        return () if out.to.startswith("sim-") else self.real.pacing(out)
+
+    async def send(self, out: Outbound) -> SendResult:
+        if out.to.startswith("sim-"):
+            return self.sim(out)
+        return await self.real.send(out)
+
+    async def reconcile(self, out: Outbound, since: datetime) -> SendResult | None:
+        if out.to.startswith("sim-") or not isinstance(self.real, outbox.Reconciler):
+            return None
+        return await self.real.reconcile(out, since)
 
 
 def _is_pg(db: DbEngine) -> bool:
@@ -293,6 +352,14 @@ def run_serve(args: argparse.Namespace) -> int:
     except SettingsError as e:
         print(f"rapport: {e}", file=sys.stderr)
         return 2
+    from storage import crypto
+
+    try:
+        crypto.load_from_env()
+    except crypto.DataKeyError as e:
+        print(f"rapport: {e}", file=sys.stderr)
+        return 2
+    crypto.startup_notice(log)
     svc = build_service(args.config, settings)
     rt = Runtime(svc, settings, role=args.role, telegram_polling=args.telegram_polling)
     chans = [c for c, on in (("sms", settings.twilio_enabled), ("telegram", settings.telegram_enabled)) if on]
@@ -302,7 +369,13 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     server = uvicorn.Server(
         uvicorn.Config(
-            rt.app(), host=args.host, port=args.port, log_level="info", lifespan="on", timeout_graceful_shutdown=30
+            rt.app(),
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            lifespan="on",
+            timeout_graceful_shutdown=30,
+            access_log=settings.access_log,
         )
     )
     server.run()
@@ -324,7 +397,11 @@ def run_link(args: argparse.Namespace) -> int:
     if key is None:
         print("rapport: set TELEGRAM_BOT_TOKEN (or RAPPORT_LINK_SECRET) to sign links", file=sys.stderr)
         return 2
-    ttl = parse_duration(args.ttl) if getattr(args, "ttl", None) else timedelta(hours=settings.link_ttl_hours)
+    try:
+        ttl = parse_duration(args.ttl) if getattr(args, "ttl", None) else timedelta(hours=settings.link_ttl_hours)
+    except ValueError as e:
+        print(f"rapport: --ttl: {e}", file=sys.stderr)
+        return 2
     cfg, path = load_config(args.config)
     db = make_engine(resolve_url(cfg.database_url, path))
     try:

@@ -20,7 +20,18 @@ from sqlmodel import Session
 
 from bot import alerts, safety, understanding, waitlist, writeback
 from bot.config import Config
-from bot.engine import AppointmentView, Availability, Ctx, Engine, Rejected, Reply, State, Wait, WaitTimeout
+from bot.engine import (
+    AppointmentView,
+    Availability,
+    Ctx,
+    Engine,
+    NeedsAvailability,
+    Rejected,
+    Reply,
+    State,
+    Wait,
+    WaitTimeout,
+)
 from bot.engine import events as ev
 from bot.engine.dialogue import load_dialogues
 from bot.engine.runner import Sprint
@@ -298,7 +309,9 @@ class Service:
             state = _state(conv)
             appt = self._conv_appt(u, conv, client)
             try:
-                sprint = self.engine.resume(state, Reply(inb.text, parsed), self._ctx(u, client, appt))
+                sprint = self._sprint(
+                    u, client, appt, lambda ctx: self.engine.resume(state, Reply(inb.text, parsed), ctx)
+                )
             except Rejected:
                 log.warning("conversation %s rejected a reply", conv.id)
                 return "rejected"
@@ -458,9 +471,9 @@ class Service:
         assert client is not None
         appt = self._conv_appt(u, conv, client)
         try:
-            sprint = self.engine.resume(
-                _state(conv), WaitTimeout(datetime.fromisoformat(conv.wait["timeout_at"])), self._ctx(u, client, appt)
-            )
+            timeout = WaitTimeout(datetime.fromisoformat(conv.wait["timeout_at"]))
+            state = _state(conv)
+            sprint = self._sprint(u, client, appt, lambda ctx: self.engine.resume(state, timeout, ctx))
         except Rejected:
             return False
         self._apply(u, client, conv, appt, sprint, automated=True)
@@ -594,8 +607,7 @@ class Service:
         one_shot = dialogue == "help" and step in (None, "help")
         if old is not None and not one_shot:
             self._end(u, old, "replaced")
-        ctx = self._ctx(u, client, appt)
-        sprint = self.engine.start(dialogue, ctx, vars=vars, step=step)
+        sprint = self._sprint(u, client, appt, lambda ctx: self.engine.start(dialogue, ctx, vars=vars, step=step))
         conv = Conversation(
             client_id=client.id,
             dialogue=dialogue,
@@ -721,14 +733,14 @@ class Service:
         conv.ended_at = u.now
         conv.ended_by = why
         u.s.add(conv)
-        for t in store.pending_timers(u.s, client_id=conv.client_id, kinds=("wait_timeout",)):
-            if t.payload.get("conversation") == conv.id:
-                t.done = True
-                t.outcome = f"ended:{why}"
-                u.s.add(t)
-        # Prompts that came due mid-conversation go now that it is over.
-        for t in store.pending_timers(u.s, client_id=conv.client_id, kinds=tuple(TRIGGERS)):
-            if t.payload.get("deferred") and t.due_at > u.now:
+        for t in store.pending_timers(u.s, client_id=conv.client_id, kinds=("wait_timeout", *TRIGGERS)):
+            if t.kind == "wait_timeout":
+                if t.payload.get("conversation") == conv.id:
+                    t.done = True
+                    t.outcome = f"ended:{why}"
+                    u.s.add(t)
+            elif t.payload.get("deferred") and t.due_at > u.now:
+                # A prompt that came due mid-conversation goes now that it is over.
                 t.due_at = u.now
                 u.s.add(t)
 
@@ -737,22 +749,36 @@ class Service:
             return u.s.get(Appointment, conv.appointment_id)
         return store.next_appointment(u.s, client.id, u.now)
 
-    def _ctx(self, u: Unit, client: Client, appt: Appointment | None) -> Ctx:
+    def _sprint(self, u: Unit, client: Client, appt: Appointment | None, call: Callable[[Ctx], Sprint]) -> Sprint:
+        """Run an engine call; look the clinician's bookings up only if the sprint asks for them."""
+        try:
+            return call(self._ctx(u, client, appt, with_availability=False))
+        except NeedsAvailability:
+            return call(self._ctx(u, client, appt, with_availability=True))
+
+    def _ctx(self, u: Unit, client: Client, appt: Appointment | None, *, with_availability: bool) -> Ctx:
         view = None
         avail = None
         if appt is not None:
             view = AppointmentView(appt.id, appt.start, appt.minutes, appt.status, appt.clinician_id, appt.confirmed)
             clin = self.cfg.clinician(appt.clinician_id)
-            if clin is not None and any(clin.availability.values()):
+            if with_availability and clin is not None and any(clin.availability.values()):
                 horizon = self.cfg.conversation.slot_horizon
                 booked = tuple(
-                    (b.start, b.start + timedelta(minutes=b.minutes))
-                    for b in store.clinician_bookings(
+                    (start, start + timedelta(minutes=minutes))
+                    for start, minutes in store.clinician_bookings(
                         u.s, clin.id if appt.clinician_id else None, u.now, u.now + horizon
                     )
                 )
                 avail = Availability(clin.tz, clin.session_minutes, clin.availability, booked)
-        return Ctx(now=u.now, tz=client.tz, appointment=view, availability=avail, durations=self.durations)
+        return Ctx(
+            now=u.now,
+            tz=client.tz,
+            appointment=view,
+            availability=avail,
+            availability_loaded=with_availability,
+            durations=self.durations,
+        )
 
     def _new_appointment_id(self, u: Unit, base: str) -> str:
         n = 2

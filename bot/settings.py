@@ -40,6 +40,9 @@ class Settings:
     link_secret: str | None = None  # signs Telegram deep links; derived from the bot token when unset
     link_ttl_hours: float = 72.0
     web_simulator: bool | None = None  # None: on exactly when no provider is configured
+    db_threads: int | None = None  # database work at once (default: 1 on SQLite, 8 on PostgreSQL)
+    outbox_poll: float = 1.0  # seconds between outbox polls when nothing wakes the worker
+    access_log: bool = True  # uvicorn's per-request lines (paths and status codes only)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,7 +80,10 @@ class Settings:
             telegram_api_base_url=_base(get("TELEGRAM_API_BASE_URL")) or TELEGRAM_DEFAULT_BASE,
             link_secret=get("RAPPORT_LINK_SECRET"),
             link_ttl_hours=number("RAPPORT_LINK_TTL_HOURS", 72.0),
-            web_simulator=None if sim is None else sim.lower() in ("1", "true", "yes", "on"),
+            web_simulator=None if sim is None else _flag(sim),
+            db_threads=int(number("RAPPORT_DB_THREADS", 0)) or None,
+            outbox_poll=number("RAPPORT_OUTBOX_POLL", 1.0),
+            access_log=_flag(get("RAPPORT_ACCESS_LOG") or "1"),
         )
         s.check()
         return s
@@ -133,6 +139,10 @@ class Settings:
         return f"Settings({', '.join(parts)})"
 
     __str__ = __repr__
+
+
+def _flag(v: str) -> bool:
+    return v.lower() in ("1", "true", "yes", "on")
 
 
 def _base(url: str | None) -> str | None:

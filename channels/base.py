@@ -30,3 +30,4 @@ class SendResult:
     error: str | None = None
     retry: bool = False  # a transient failure (429, 5xx, network): try again later
     opted_out: bool = False  # the provider says this recipient refuses us (Twilio 21610, Telegram 403)
+    retry_after: float | None = None  # seconds the provider asked us to wait (429 Retry-After)

@@ -40,7 +40,8 @@ def make_engine(url: str, **kw: Any) -> Engine:
         args: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
         if memory:
             args["poolclass"] = StaticPool
-        eng = create_engine(url, **args, **kw)
+        # hide_parameters: error text would otherwise quote message bodies and phone numbers.
+        eng = create_engine(url, hide_parameters=True, **args, **kw)
 
         @event.listens_for(eng, "connect")
         def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
@@ -60,7 +61,7 @@ def make_engine(url: str, **kw: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return eng
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kw)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True, **kw)
 
 
 def create_all(eng: Engine) -> None:

@@ -78,13 +78,16 @@ def last_lapsed_appointment(s: Session, client_id: str, since: datetime) -> Appo
     ).first()
 
 
-def clinician_bookings(s: Session, clinician_id: str | None, start: datetime, end: datetime) -> list[Appointment]:
-    q = select(Appointment).where(
+def clinician_bookings(
+    s: Session, clinician_id: str | None, start: datetime, end: datetime
+) -> list[tuple[datetime, int]]:
+    """(start, minutes) of the clinician's upcoming appointments in [start - 1 day, end)."""
+    q = select(Appointment.start, Appointment.minutes).where(
         col(Appointment.status).in_(UPCOMING), Appointment.start < end, Appointment.start > start - timedelta(days=1)
     )
     if clinician_id is not None:
         q = q.where(or_(col(Appointment.clinician_id) == clinician_id, col(Appointment.clinician_id).is_(None)))
-    return list(s.exec(q))
+    return [(st, m) for st, m in s.exec(q)]
 
 
 def pending_timers(

@@ -3,7 +3,7 @@
 from bot.engine.dialogue import DIALOGUES_DIR, Dialogue, DialogueError, Step, load_dialogues
 from bot.engine.events import Event
 from bot.engine.inputs import Input, Reply, WaitTimeout
-from bot.engine.runner import Engine, Rejected, Sprint
+from bot.engine.runner import Engine, NeedsAvailability, Rejected, Sprint
 from bot.engine.state import AppointmentView, Availability, Ctx, State, Wait
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Engine",
     "Event",
     "Input",
+    "NeedsAvailability",
     "Rejected",
     "Reply",
     "Sprint",

@@ -26,6 +26,10 @@ class Rejected(ValueError):
     """An input the current state cannot accept (e.g. a stale wait timeout)."""
 
 
+class NeedsAvailability(LookupError):
+    """The sprint needs the clinician's open slots: call again with ``Ctx.availability_loaded``."""
+
+
 @dataclass
 class Sprint:
     state: State | None  # None once the conversation has ended
@@ -164,6 +168,8 @@ def _handoff(vars: dict[str, Any], ctx: Ctx, out: list[Any]) -> str | None:
 
 
 def _offer(vars: dict[str, Any], ctx: Ctx, out: list[Any], *, earliest: bool = False) -> str | None:
+    if not ctx.availability_loaded:
+        raise NeedsAvailability()
     av = ctx.availability
     if ctx.appointment is None or av is None or not any(av.windows.values()):
         return "no_availability"

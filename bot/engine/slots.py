@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import date, datetime, time, timedelta
+from itertools import accumulate
 from zoneinfo import ZoneInfo
 
 from bot.engine.state import Availability
@@ -25,6 +27,10 @@ def _local(d: date, hhmm: str, tz: ZoneInfo) -> datetime:
 
 def open_slots(av: Availability, now: datetime, horizon: timedelta, lead: timedelta) -> list[datetime]:
     """Every slot start from ``now + lead`` to ``now + horizon``, on window boundaries stepped by session length."""
+    booked = sorted(av.booked)
+    starts = [b[0] for b in booked]
+    # ends[i]: the latest end among the first i+1 bookings, so one bisect answers "does anything overlap".
+    ends = list(accumulate((b[1] for b in booked), max))
     tz = ZoneInfo(av.tz)
     step = timedelta(minutes=av.session_minutes)
     earliest = now + lead
@@ -38,15 +44,17 @@ def open_slots(av: Availability, now: datetime, horizon: timedelta, lead: timede
             start, end = _local(day, a, tz), _local(day, b, tz)
             s = start
             while s + step <= end:
-                if earliest <= s <= latest and not _overlaps(s, s + step, av.booked):
+                if earliest <= s <= latest and not _overlaps(s, s + step, starts, ends):
                     out.append(s)
                 s += step
         day += timedelta(days=1)
     return out
 
 
-def _overlaps(a: datetime, b: datetime, booked: tuple[tuple[datetime, datetime], ...]) -> bool:
-    return any(a < e and s < b for s, e in booked)
+def _overlaps(a: datetime, b: datetime, starts: list[datetime], ends: list[datetime]) -> bool:
+    """Whether [a, b) meets a booking. ``starts`` sorted; ``ends[i]`` the latest end among the first i+1."""
+    i = bisect_left(starts, b)  # bookings at index < i start before b
+    return i > 0 and ends[i - 1] > a
 
 
 def nearest(slots: list[datetime], target: datetime | date | None, tz: str, k: int = 3) -> list[datetime]:

@@ -55,4 +55,7 @@ class Ctx:
     tz: str
     appointment: AppointmentView | None = None
     availability: Availability | None = None
+    # False: the host has not looked availability up (it is costly and most replies never need it).
+    # An action that needs it raises NeedsAvailability and the host calls again with it loaded.
+    availability_loaded: bool = True
     durations: dict[str, timedelta] = field(default_factory=dict)

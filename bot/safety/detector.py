@@ -34,13 +34,24 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from bot.langs import CRISIS_LANGS, normalize_lang
 
 from .normalize import normalize
-from .phrases import LOCALES_DIR, LangData, Phrase, anchors_of, load_all
+from .phrases import (
+    COMMON,
+    CONCEPT_NEGATABLE,
+    CONCEPT_RULES,
+    LOCALES_DIR,
+    ConceptToken,
+    LangData,
+    Phrase,
+    anchors_of,
+    load_all,
+)
 from .types import Scan
 
 _BLANK = " # "
@@ -97,7 +108,8 @@ class _Compiled:
     phrases: dict[str, Phrase]
     regexes: tuple[re.Pattern[str], ...]  # by number: idioms, frames, then patterns
     owners: tuple[Phrase, ...]  # the phrase of pattern number n_idioms + n_frames + i, at i
-    word_cache: dict[str, tuple[int, ...]]  # word -> _word_hits(word); bounded
+    word_cache: dict[str, tuple[tuple[int, ...], int]]  # word -> (_word_hits(word), concept bits); bounded
+    concepts: _Concepts
 
 
 def _index(
@@ -132,9 +144,20 @@ def build(data: Iterable[LangData]) -> _Compiled:
     others: list[_Pattern] = []
     selfs: list[_Pattern] = []
     phrases: dict[str, Phrase] = dict(_EMOJI_PHRASES)
-    for ld in data:
+
+    def concept_words(ld: LangData) -> set[str]:
+        return {alt[1] for seqs in ld.concepts.values() for seq in seqs for tok in seq for alt in tok if alt[0] == "w"}
+
+    lang_words = [ld.words | concept_words(ld) for ld in data]
+    for n, ld in enumerate(data):
         langs.append(ld.lang)
+        # Every language's corrections apply to every message, so a correction whose word is a
+        # real word of another language is dropped: English "dei" -> "die" would turn
+        # Portuguese "dei" (I gave) into "die".
+        elsewhere = frozenset().union(*(w for m, w in enumerate(lang_words) if m != n))
         for k, v in ld.typos.items():
+            if k in elsewhere and not any(other.typos.get(k) == v for other in data if other is not ld):
+                continue
             typos.setdefault(k, v)
         for k, v in ld.fuzzy.items():
             if k not in all_words:
@@ -149,6 +172,21 @@ def build(data: Iterable[LangData]) -> _Compiled:
             for src in ld.pattern_srcs[ph.id]:
                 pat = _Pattern(ph, re.compile(_EDGE_L + "(?:" + src + ")" + _EDGE_R), anchors_of(src))
                 (others if ph.about == "other" else selfs).append(pat)
+        for ph in ld.concept_phrases:
+            phrases[ph.id] = ph
+    known = frozenset(
+        all_words
+        | COMMON
+        | {
+            alt[1]
+            for ld in data
+            for seqs in ld.concepts.values()
+            for seq in seqs
+            for tok in seq
+            for alt in tok
+            if alt[0] == "w"
+        }
+    )
     # High-level phrases first: the first high match about the sender settles the verdict.
     selfs.sort(key=lambda p: p.phrase.level != "high")
     patterns = (*others, *selfs)
@@ -174,6 +212,7 @@ def build(data: Iterable[LangData]) -> _Compiled:
         regexes=(*idioms, *frames, *(p.rx for p in patterns)),
         owners=tuple(p.phrase for p in patterns),
         word_cache={},
+        concepts=build_concepts(data, known),
     )
 
 
@@ -217,20 +256,24 @@ def _word_hits(c: _Compiled, w: str) -> tuple[int, ...]:
 _WORD_CACHE_MAX = 100_000
 
 
-def _active(c: _Compiled, words: list[str]) -> set[int]:
-    """Numbers of the idioms and patterns whose anchors begin some word of the message."""
+def _active(c: _Compiled, words: list[str]) -> tuple[set[int], int]:
+    """Numbers of the idioms and patterns whose anchors begin some word of the message, and the
+    concept families (bits) whose anchor words are in it."""
     hit: set[int] = set(c.always)
+    mask = 0
     cache = c.word_cache
     for w in words:
-        ids = cache.get(w)
-        if ids is None:
-            ids = _word_hits(c, w)
+        cached = cache.get(w)
+        if cached is None:
+            cached = (_word_hits(c, w), _concept_word(c.concepts, w)[1])
             if len(cache) >= _WORD_CACHE_MAX:
                 cache.clear()
-            cache[w] = ids
+            cache[w] = cached
+        ids, bits = cached
         if ids:
             hit.update(ids)
-    return hit
+        mask |= bits
+    return hit, mask
 
 
 def prepare(c: _Compiled, text: str) -> tuple[str, list[str]]:
@@ -244,6 +287,7 @@ def prepare(c: _Compiled, text: str) -> tuple[str, list[str]]:
 
 
 _NO_CRISIS = Scan()
+_ACUTE = frozenset({"plan", "means", "imminent", "other"})
 
 
 def _blank_spans(s: str, spans: list[tuple[int, int]]) -> str:
@@ -280,9 +324,10 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None) -> Scan:
                 found.append(c.phrases[pid])
                 own = True
     norm, words = prepare(c, text)
-    active = _active(c, words) if words else None
+    active, mask = _active(c, words) if words else (None, 0)
+    s = f" {norm} "
+    frame_at = frame_end = len(s)
     if active:
-        s = f" {norm} "
         n_idioms = c.n_idioms
         n_pre = n_idioms + c.n_frames
         n_other = n_pre + c.n_other
@@ -291,7 +336,6 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None) -> Scan:
         seen: set[str] = set()
         spans: list[tuple[int, int]] = []
         blanked = False
-        frame_at = frame_end = len(s)
         for i in sorted(active):
             rx = regexes[i]
             if i < n_idioms:
@@ -331,6 +375,23 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None) -> Scan:
             if ph.level == "high":
                 # The verdict is settled (high, about the sender): stop looking.
                 break
+        if not blanked:
+            s = _blank_spans(s, spans)
+    cc = c.concepts
+    # once the sender's own phrase matched, only "recovered" can change the verdict
+    gate, needed = concept_gate(cc, mask, not own) if mask & (cc.recovered_bits if own else cc.gate_bits) else (0, 0)
+    if gate:
+        hits, recovered = concept_matches(cc, s, needed)
+        for ph, a, b in hits if gate & 1 else ():
+            found.append(ph)
+            if ph.about == "other" or (a >= frame_at and not c.first_person.search(s, frame_end, b)):
+                reported = True
+            else:
+                own = True
+        if recovered and not any(p.category in _ACUTE for p in found):
+            # "I thought about killing myself years ago, I'm fine now": the message itself puts
+            # it at a distance and says how the person is now (tests/safety/README.md).
+            return _NO_CRISIS
     if not found:
         return _NO_CRISIS
     hint = normalize_lang(lang)
@@ -346,3 +407,412 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None) -> Scan:
 def scan(text: str, lang: str | None = None) -> Scan:
     """Crisis language in ``text``? See the module doc for what is checked and how."""
     return scan_with(compiled(), text, lang)
+
+
+# ---------------------------------------------------------------------------- concept layer
+#
+# Beside the phrase patterns: per-language families of stems (DIE, KILL, VANISH, METHOD, MEANS,
+# SELF_HARM, ... and first-person WANT, GOT, AT ...) combined by the rules of
+# phrases.CONCEPT_RULES when they occur within a few words of each other, on the text the phrase
+# matcher saw (idioms, negations and concern-for-someone-else already blanked). Stems and words
+# of five letters or more also match with one typo. Only messages with a word that can start a
+# rule's first family (a "gate") run it.
+
+_KEYBOARD = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_KEY_POS = {ch: (r, c + 0.5 * r) for r, row in enumerate(_KEYBOARD) for c, ch in enumerate(row)}
+_NEIGHBOURS = {
+    a: "".join(b for b, (r2, c2) in _KEY_POS.items() if b != a and abs(r2 - r) <= 1 and abs(c2 - c) <= 1.0)
+    for a, (r, c) in _KEY_POS.items()
+}
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_TOKEN = re.compile(r"\S+")
+_FUZZY_MIN = 5
+_REPEAT_ANY = re.compile(r"([a-z])\1+")
+
+
+def typo_variants(word: str, stem: bool) -> frozenset[str]:
+    """Spellings of ``word`` one typo away, the first letter kept, collapsed like the text.
+
+    Nothing is added after the last letter ("ledge" is not "ledger"), and a stem's last letter
+    is never dropped (that would only make the stem shorter).
+    """
+    n = len(word)
+    out: set[str] = set()
+    for i in range(1, n):
+        if not (stem and i == n - 1):
+            out.add(word[:i] + word[i + 1 :])  # dropped
+        if i + 1 < n:
+            out.add(word[:i] + word[i + 1] + word[i] + word[i + 2 :])  # swapped
+        for ch in _NEIGHBOURS.get(word[i], ""):
+            out.add(word[:i] + ch + word[i + 1 :])  # a neighbouring key
+    for i in range(1, n):
+        for ch in _LETTERS:
+            out.add(word[:i] + ch + word[i:])  # added
+    collapsed = {_REPEAT_ANY.sub(r"\1", v) for v in out}
+    collapsed.discard(word)
+    return frozenset(v for v in collapsed if len(v) >= 4)
+
+
+@dataclass(frozen=True)
+class _CEntry:
+    lang: int  # index into _Concepts.langs
+    family: str
+    tokens: tuple[tuple[ConceptToken, ...], ...]
+    anchor: int  # the position the index finds
+    bit: int  # the bit of (language, family) in a message's family mask
+    key: tuple[int, str]  # (lang, family)
+    single: bool  # one plain token: matched once the index finds it
+    negatable: bool  # family in CONCEPT_NEGATABLE
+
+
+@dataclass(frozen=True)
+class _CRule:
+    phrase: Phrase
+    first: str
+    others: tuple[tuple[str, bool], ...]  # (family, must come before the first)
+    window: int
+
+
+@dataclass(frozen=True)
+class _CLang:
+    lang: str
+    rules: dict[str, tuple[_CRule, ...]]  # by first family
+    neg: frozenset[str]
+    neg_bridge: frozenset[str]
+    fillers: frozenset[str]
+    adverbs: frozenset[str]
+    recovered: _CRule | None
+
+
+@dataclass
+class _Concepts:
+    langs: tuple[_CLang, ...]
+    entries: tuple[_CEntry, ...]
+    exact: dict[str, tuple[int, ...]]
+    prefix: dict[str, tuple[int, ...]]
+    prefix_lens: tuple[int, ...]
+    fuzzy_exact: dict[str, tuple[int, ...]]
+    fuzzy_prefix: dict[str, tuple[int, ...]]
+    fuzzy_prefix_lens: tuple[int, ...]
+    numbers: tuple[int, ...]  # entries anchored on a number
+    variants: dict[tuple[str, bool], frozenset[str]]
+    # the gate: a rule can only fire when every one of its families has its anchor word in the
+    # message; rule masks are grouped by the bit of their first family
+    first_bits: int
+    gate_bits: int  # first_bits | recovered_bits
+    rule_masks: dict[int, tuple[int, ...]]
+    recovered_masks: tuple[int, ...]
+    recovered_bits: int  # the first families of the recovered masks
+    cache: dict[str, tuple[tuple[int, ...], int]] = field(default_factory=dict)  # word -> (entries, mask)
+
+
+def _anchor_rank(tok: tuple[ConceptToken, ...]) -> tuple[int, int]:
+    if tok[0][0] in "#$":
+        return (2, 0)
+    common = any(w in COMMON or len(w) < 3 for _, w in tok)
+    return (1 if common else 0, -min(len(w) for _, w in tok))
+
+
+def build_concepts(data: Sequence[LangData], known: frozenset[str]) -> _Concepts:
+    langs: list[_CLang] = []
+    entries: list[_CEntry] = []
+    bits: dict[tuple[int, str], int] = {}
+    rule_masks: dict[int, list[int]] = {}
+    recovered_masks: list[int] = []
+    for li, ld in enumerate(data):
+        fams = ld.concepts
+        by_id = {p.id: p for p in ld.concept_phrases}
+        prefix = ld.lang.split("_")[0].lower()
+        rules: list[_CRule] = []
+        recovered: _CRule | None = None
+        for name, names, window, _level, _category, _about in CONCEPT_RULES:
+            if not all(f.rstrip("<") in fams for f in names):
+                continue
+            others = tuple((f.rstrip("<"), f.endswith("<")) for f in names[1:])
+            if name == "recovered":
+                recovered = _CRule(Phrase("", ld.lang, "", "", "", (), ()), names[0], others, window)
+                continue
+            rules.append(_CRule(by_id[f"{prefix}.concept.{name}"], names[0], others, window))
+        used = {r.first for r in rules} | {f for r in rules for f, _ in r.others}
+        if recovered is not None:
+            used |= {recovered.first} | {f for f, _ in recovered.others}
+
+        def words(fam: str, fams: Mapping[str, Any] = fams) -> frozenset[str]:
+            return frozenset(alt[1] for seq in fams.get(fam, ()) if len(seq) == 1 for alt in seq[0] if alt[0] == "w")
+
+        by_first: dict[str, list[_CRule]] = {}
+        for r in rules:
+            by_first.setdefault(r.first, []).append(r)
+        langs.append(
+            _CLang(
+                ld.lang,
+                {k: tuple(v) for k, v in by_first.items()},
+                words("NEG"),
+                words("NEG_BRIDGE"),
+                words("FILLER"),
+                words("ADV"),
+                recovered,
+            )
+        )
+        for fam, seqs in fams.items():
+            if fam not in used:
+                continue
+            for seq in seqs:
+                anchor = min(range(len(seq)), key=lambda j, seq=seq: _anchor_rank(seq[j]))  # type: ignore[misc]
+                bit = bits.setdefault((li, fam), 1 << len(bits))
+                single = len(seq) == 1 and seq[0][0][0] != "$"
+                entries.append(_CEntry(li, fam, seq, anchor, bit, (li, fam), single, fam in CONCEPT_NEGATABLE))
+        for r in rules:
+            m = bits[li, r.first]
+            for f, _ in r.others:
+                m |= bits[li, f]
+            rule_masks.setdefault(bits[li, r.first], []).append(m)
+        if recovered is not None:
+            recovered_masks.append(bits[li, recovered.first] | bits[li, recovered.others[0][0]])
+    exact: dict[str, list[int]] = {}
+    pref: dict[str, list[int]] = {}
+    fexact: dict[str, list[int]] = {}
+    fpref: dict[str, list[int]] = {}
+    numbers: list[int] = []
+    variants: dict[tuple[str, bool], frozenset[str]] = {}
+    for ei, e in enumerate(entries):
+        for kind, w in e.tokens[e.anchor]:
+            if kind == "#":
+                numbers.append(ei)
+                continue
+            (pref if kind == "p" else exact).setdefault(w, []).append(ei)
+            if len(w) >= _FUZZY_MIN:
+                vs = variants.setdefault((w, kind == "p"), typo_variants(w, kind == "p") - known)
+                for v in vs:
+                    (fpref if kind == "p" else fexact).setdefault(v, []).append(ei)
+    # every stem and word of five letters or more, not only anchors, can carry a typo
+    for e in entries:
+        for tok in e.tokens:
+            for kind, w in tok:
+                if kind in "wp" and len(w) >= _FUZZY_MIN and (w, kind == "p") not in variants:
+                    variants[w, kind == "p"] = typo_variants(w, kind == "p") - known
+
+    def frozen(d: dict[str, list[int]]) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(dict.fromkeys(v)) for k, v in d.items()}
+
+    return _Concepts(
+        langs=tuple(langs),
+        entries=tuple(entries),
+        exact=frozen(exact),
+        prefix=frozen(pref),
+        prefix_lens=tuple(sorted({len(k) for k in pref})),
+        fuzzy_exact=frozen(fexact),
+        fuzzy_prefix=frozen(fpref),
+        fuzzy_prefix_lens=tuple(sorted({len(k) for k in fpref})),
+        numbers=tuple(numbers),
+        variants=variants,
+        first_bits=sum(rule_masks),
+        gate_bits=sum(rule_masks) | _first_bits(data, bits),
+        rule_masks={k: tuple(v) for k, v in rule_masks.items()},
+        recovered_masks=tuple(recovered_masks),
+        recovered_bits=_first_bits(data, bits),
+    )
+
+
+def _first_bits(data: Sequence[LangData], bits: dict[tuple[int, str], int]) -> int:
+    """The bits of the first family of every language's "recovered" rule."""
+    first = next(names[0] for name, names, *_ in CONCEPT_RULES if name == "recovered")
+    return sum(bits.get((li, first), 0) for li in range(len(data)))
+
+
+def _concept_word(cc: _Concepts, w: str) -> tuple[tuple[int, ...], int]:
+    """The entries whose anchor token ``w`` can be, and their families' bits (cached)."""
+    cached = cc.cache.get(w)
+    if cached is not None:
+        return cached
+    out: list[int] = []
+    out.extend(cc.exact.get(w, ()))
+    out.extend(cc.fuzzy_exact.get(w, ()))
+    n = len(w)
+    for k in cc.prefix_lens:
+        if k > n:
+            break
+        out.extend(cc.prefix.get(w[:k], ()))
+    for k in cc.fuzzy_prefix_lens:
+        if k > n:
+            break
+        out.extend(cc.fuzzy_prefix.get(w[:k], ()))
+    if w.isdigit():
+        out.extend(cc.numbers)
+    hit = tuple(dict.fromkeys(out))
+    mask = 0
+    for ei in hit:
+        mask |= cc.entries[ei].bit
+    if len(cc.cache) >= _WORD_CACHE_MAX:
+        cc.cache.clear()
+    cc.cache[w] = (hit, mask)
+    return hit, mask
+
+
+def _token_ok(cc: _Concepts, alts: tuple[ConceptToken, ...], w: str) -> bool:
+    for kind, x in alts:
+        if kind == "w":
+            if w == x or (len(x) >= _FUZZY_MIN and w in cc.variants[x, False]):
+                return True
+        elif kind == "p":
+            if w.startswith(x):
+                return True
+            if len(x) >= _FUZZY_MIN:
+                vs = cc.variants[x, True]
+                n = len(x)
+                if w[: n - 1] in vs or w[:n] in vs or w[: n + 1] in vs:
+                    return True
+        elif kind == "#" and w.isdigit():
+            return True
+    return False
+
+
+def _entry_at(cc: _Concepts, e: _CEntry, toks: list[str], at: int, cl: _CLang) -> tuple[int, int]:
+    """Span (start, end exclusive) of entry ``e`` whose anchor is token ``at``, or (-1, -1).
+
+    Up to two words of the language's ``ADV`` family may stand between two tokens of the
+    entry ("pensei *muito* em", "thinking *a lot* about").
+    """
+    n = len(toks)
+    tokens = e.tokens
+    adv = cl.adverbs
+    pos = at + 1
+    for j in range(e.anchor + 1, len(tokens)):
+        alts = tokens[j]
+        if alts[0][0] == "$":
+            if any(t not in cl.fillers for t in toks[pos:]):
+                return -1, -1
+            break
+        k = pos
+        while True:
+            if k >= n:
+                return -1, -1
+            if _token_ok(cc, alts, toks[k]):
+                break
+            if toks[k] in adv and k - pos < 2:
+                k += 1
+                continue
+            return -1, -1
+        pos = k + 1
+    end = pos
+    pos = at - 1
+    for j in range(e.anchor - 1, -1, -1):
+        alts = tokens[j]
+        k = pos
+        while True:
+            if k < 0:
+                return -1, -1
+            if _token_ok(cc, alts, toks[k]):
+                break
+            if toks[k] in adv and pos - k < 2:
+                k -= 1
+                continue
+            return -1, -1
+        pos = k - 1
+    return pos + 1, end
+
+
+def concept_gate(cc: _Concepts, mask: int, rules: bool = True) -> tuple[int, int]:
+    """Could a rule fire (1), could the "recovered" rule (2), both (3): has every family of one
+    a word of the message that can anchor it? And the families of those rules (a mask).
+
+    ``mask``: the families whose anchors are in the message; ``rules``: False to look at the
+    "recovered" rule only.
+    """
+    gate = 0
+    needed = 0
+    firsts = mask & cc.first_bits if rules else 0
+    while firsts:
+        low = firsts & -firsts
+        firsts ^= low
+        for m in cc.rule_masks[low]:
+            if mask & m == m:
+                gate = 1
+                needed |= m
+    if mask & cc.recovered_bits:
+        for m in cc.recovered_masks:
+            if mask & m == m:
+                gate |= 2
+                needed |= m
+    return gate, needed
+
+
+def concept_matches(cc: _Concepts, text: str, needed: int = -1) -> tuple[list[tuple[Phrase, int, int]], bool]:
+    """The concept rules that fire on ``text`` (the padded, blanked matching text): each with
+    the character span it covers; and whether some language's "recovered" rule fired. Only
+    the families in ``needed`` (a mask, see :func:`concept_gate`) are looked for."""
+    toks = text.split()
+    if not toks:
+        return [], False
+    entries = cc.entries
+    langs = cc.langs
+    cache = cc.cache
+    occ: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    for i, w in enumerate(toks):
+        cached = cache.get(w)
+        for ei in (cached if cached is not None else _concept_word(cc, w))[0]:
+            e = entries[ei]
+            if not e.bit & needed:
+                continue
+            if e.single:
+                st, end = i, i + 1
+            else:
+                st, end = _entry_at(cc, e, toks, i, langs[e.lang])
+                if st < 0:
+                    continue
+            if e.negatable and st:
+                cl = langs[e.lang]
+                before = toks[st - 1]
+                if before in cl.neg or (st >= 2 and toks[st - 2] in cl.neg and before in cl.neg_bridge):
+                    continue
+            spans = occ.get(e.key)
+            if spans is None:
+                occ[e.key] = [(st, end)]
+            else:
+                spans.append((st, end))
+    if not occ:
+        return [], False
+    fired: list[tuple[Phrase, int, int]] = []
+    recovered = False
+    for li, fam in occ:
+        cl = langs[li]
+        if cl.recovered is not None and fam == cl.recovered.first and _rule_span(cl.recovered, li, occ) is not None:
+            recovered = True
+        for rule in cl.rules.get(fam, ()):
+            span = _rule_span(rule, li, occ)
+            if span is not None:
+                fired.append((rule.phrase, span[0], span[1]))
+    if not fired:
+        return [], recovered
+    # token spans to character offsets in ``text`` (blanks may have left double spaces)
+    pos = [m.span() for m in _TOKEN.finditer(text)]
+    return [(ph, pos[a][0], pos[b - 1][1]) for ph, a, b in fired], recovered
+
+
+def _rule_span(rule: _CRule, li: int, occ: dict[tuple[int, str], list[tuple[int, int]]]) -> tuple[int, int] | None:
+    firsts = occ.get((li, rule.first))
+    if not firsts:
+        return None
+    for a0, a1 in firsts:
+        lo, hi = a0, a1
+        ok = True
+        for fam, before in rule.others:
+            best: tuple[int, int] | None = None
+            for b0, b1 in occ.get((li, fam), ()):
+                if b0 >= a1:
+                    gap = b0 - a1
+                elif b1 <= a0:
+                    gap = a0 - b1
+                else:
+                    continue  # overlapping: the same words cannot count twice
+                if gap > rule.window or (before and b0 >= a0):
+                    continue
+                best = (b0, b1)
+                break
+            if best is None:
+                ok = False
+                break
+            lo, hi = min(lo, best[0]), max(hi, best[1])
+        if ok:
+            return lo, hi
+    return None

@@ -26,6 +26,22 @@ the ``typos`` table before matching. ``~`` stands for up to three words, ``~~`` 
 six and ``~~~`` for up to nine; a bare group ``(...)`` does not capture; ``$`` means "at the
 end of the message". A pattern matches whole words only.
 
+Concepts (``concepts:``), a second layer beside the phrases: families of word stems per
+language, one family a list of entries, one entry a few tokens::
+
+    concepts:
+      WANT: ["quero", "queria", "vou", "pens*", "tenho vontade|ganas", "nao aguento mais$"]
+      DIE:  ["morr*", "morte", "estar mort*"]
+
+A token is a word (``quero``), a stem (``pens*``: any word beginning so), alternatives
+(``vontade|ganas``), an optional token (``de?``), ``#`` (a number) or, last, ``$`` (the message
+ends there, but for words of the ``FILLER`` family). Stems and words of five letters or more
+also match with one typo (not on the first letter): a letter dropped, doubled or added, two
+neighbours swapped, one letter replaced by a neighbour on the keyboard. The rules that combine
+families (``WANT`` and ``DIE`` within four words of each other: a direct statement, high) are
+the same for every language and are listed in :data:`CONCEPT_RULES`; a rule applies to a
+language that defines all of its families. See :mod:`.detector` for how they are matched.
+
 Speed: each pattern is read (with Python's own regex parser) for its *anchors*, a set of word
 beginnings one of which every match must contain, preferring rare words ("suicid", "pills") over
 common ones ("i", "want"). A pattern only runs on a message in which some word starts with one of
@@ -38,7 +54,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +91,103 @@ class Phrase:
     examples: tuple[str, ...]
 
 
+# Concept rules: (name, families, window, level, category, about). Every family of a rule must
+# occur, each within ``window`` words of the first one named (0: next to each other); a family
+# named with a trailing "<" must come before the first family. One family alone: it suffices.
+# The first family is the rule's gate (a message without one of its words skips the rule), so
+# it is the one with the rarer words.
+# The phrase id reported is "<lang prefix>.concept.<name>".
+CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
+    # direct: a first-person wish or intent next to dying, killing oneself, suicide
+    ("want_die", ("DIE", "WISH<"), 4, "high", "direct", "self"),
+    ("want_kill", ("KILL", "WANT<"), 4, "high", "direct", "self"),
+    ("kill_strong", ("KILL_STRONG",), 0, "high", "direct", "self"),
+    ("not_live", ("LIVE", "NOWANT<"), 3, "high", "direct", "self"),
+    # indirect: disappearing, not waking up, everything ending, a wish to be hit, being a burden
+    ("want_vanish", ("VANISH", "WISH"), 4, "moderate", "indirect", "self"),
+    ("no_wake", ("NOWAKE",), 0, "moderate", "indirect", "self"),
+    ("no_wake_wish", ("NOWAKE_W", "WISH<"), 4, "moderate", "indirect", "self"),
+    ("want_end_all", ("ENDALL", "WISH<"), 4, "moderate", "indirect", "self"),
+    ("want_accident", ("ACCIDENT", "WISH<"), 5, "moderate", "indirect", "self"),
+    ("cant_go_on", ("CANT_GO_ON",), 0, "moderate", "indirect", "self"),
+    ("no_point", ("LIVE", "NOPOINT"), 6, "moderate", "indirect", "self"),
+    ("burden", ("BURDEN", "IAM<"), 3, "moderate", "indirect", "self"),
+    ("burden_self", ("BURDEN_SELF",), 0, "moderate", "indirect", "self"),
+    ("better_without_me", ("WITHOUT_ME", "BETTER"), 5, "moderate", "indirect", "self"),
+    ("nobody_miss", ("MISS", "NOBODY<"), 4, "moderate", "indirect", "self"),
+    ("goodbye", ("FAREWELL", "FINAL"), 8, "high", "indirect", "self"),
+    ("goodbye_strong", ("FAREWELL_STRONG",), 0, "high", "indirect", "self"),
+    ("thanks_final", ("THANKS_ALL", "FINAL"), 12, "high", "indirect", "self"),
+    ("goodbye_note", ("GOODBYE_NOTE",), 0, "moderate", "indirect", "self"),
+    ("gone_soon", ("GONE_SOON",), 0, "moderate", "indirect", "self"),
+    ("not_born", ("NOT_BORN",), 0, "moderate", "indirect", "self"),
+    ("why_alive", ("WHY_ALIVE",), 0, "moderate", "indirect", "self"),
+    ("death_relief", ("RELIEF", "DIE"), 4, "moderate", "indirect", "self"),
+    ("relief_no_wake", ("RELIEF", "NOWAKE_W"), 5, "moderate", "indirect", "self"),
+    ("own_funeral", ("FUNERAL_SELF",), 0, "moderate", "indirect", "self"),
+    ("giving_away", ("NO_LONGER", "GIVEAWAY"), 10, "moderate", "indirect", "self"),
+    # plans
+    ("end_it", ("ENDIT", "WANT"), 4, "high", "plan", "self"),
+    ("end_it_when", ("ENDIT", "WHEN"), 4, "high", "plan", "self"),
+    ("decided", ("DECIDED", "DOIT"), 6, "high", "plan", "self"),
+    ("do_it_when", ("WHEN_ALONE", "DOIT"), 6, "high", "plan", "self"),
+    ("research", ("RESEARCH", "MEDS"), 5, "moderate", "plan", "self"),
+    ("painless", ("PAINLESS", "RESEARCH<"), 6, "high", "plan", "self"),
+    ("plan_bare", ("PLAN_BARE",), 0, "moderate", "plan", "self"),
+    ("ready_when", ("READY_ALL", "WHEN"), 6, "moderate", "plan", "self"),
+    ("chosen_place", ("CHOSEN", "PLACE"), 3, "high", "plan", "self"),
+    ("chosen_means", ("CHOSEN", "MEANS"), 3, "high", "plan", "self"),
+    ("chosen_meds", ("CHOSEN", "MEDS"), 3, "high", "plan", "self"),
+    # means: a method with intent, a jump with a place, the means at hand, bought, saved up,
+    # ready, stared at
+    ("want_method", ("METHOD", "WANT"), 4, "high", "means", "self"),
+    ("jump_place", ("JUMP", "PLACE"), 5, "high", "means", "self"),
+    ("method_bare", ("METHOD_BARE",), 0, "high", "means", "self"),
+    ("means_at_hand", ("MEANS", "AT_HAND"), 4, "high", "means", "self"),
+    ("meds_at_hand", ("MEDS", "AT_HAND"), 4, "moderate", "means", "self"),
+    ("means_got", ("MEANS", "GOT<"), 4, "moderate", "means", "self"),
+    ("meds_got", ("MEDS", "GOT<", "QUANT"), 5, "moderate", "means", "self"),
+    ("meds_hoard", ("MEDS", "HOARD"), 8, "moderate", "means", "self"),
+    ("means_ready", ("MEANS", "READY"), 3, "high", "means", "self"),
+    ("want_poison", ("POISON", "WANT"), 6, "high", "means", "self"),
+    ("means_access", ("MEANS", "KNOW_WHERE"), 8, "moderate", "means", "self"),
+    ("fire", ("FUEL", "LIGHTER"), 4, "moderate", "means", "self"),
+    ("means_stare", ("MEANS", "STARE<"), 3, "moderate", "means", "self"),
+    ("meds_stare", ("MEDS", "STARE<"), 3, "moderate", "means", "self"),
+    # self-harm
+    ("self_harm", ("SELF_HARM", "SH_CONTEXT"), 5, "high", "self_harm", "self"),
+    ("want_self_harm", ("SELF_HARM", "WANT<"), 4, "high", "self_harm", "self"),
+    ("self_harm_strong", ("SH_STRONG",), 0, "high", "self_harm", "self"),
+    ("harm_body", ("HARM_VERB", "BODY"), 3, "high", "self_harm", "self"),
+    ("harm_deep", ("DEEP", "HARM_VERB<"), 2, "high", "self_harm", "self"),
+    ("cuts_on_body", ("CUT_N", "BODY"), 4, "high", "self_harm", "self"),
+    # imminent
+    ("took_meds", ("MEDS", "TOOK<", "QUANT"), 5, "high", "imminent", "self"),
+    ("swallowed", ("SWALLOWED", "QUANT"), 4, "high", "imminent", "self"),
+    ("took_poison", ("POISON", "TOOK<"), 4, "high", "imminent", "self"),
+    ("mixed", ("MEDS", "MIXED<"), 5, "high", "imminent", "self"),
+    ("at_place", ("HIGH_PLACE", "AT<"), 6, "high", "imminent", "self"),
+    ("car_exhaust", ("EXHAUST", "GARAGE"), 8, "high", "imminent", "self"),
+    ("no_way_back", ("NO_WAY_BACK",), 0, "high", "imminent", "self"),
+    ("neck", ("NECK",), 0, "high", "imminent", "self"),
+    ("now_goodbye", ("FAREWELL", "NOW<"), 3, "high", "imminent", "self"),
+    # concern for someone else: a person named, then what they said, did or have
+    ("other_want", ("OTHER_ACT", "SUBJ<", "WANT3"), 12, "high", "other", "other"),
+    ("other_did", ("OTHER_DID", "SUBJ<"), 12, "high", "other", "other"),
+    # a past statement at a distance and how the person is now: not a crisis (see detector)
+    ("recovered", ("PAST_FAR", "NOW_OK"), 30, "none", "recovered", "self"),
+)
+# Families whose words do not count right after a negation ("nao quero", "I don't want"): NEG
+# just before, or NEG and one NEG_BRIDGE word ("nao to pensando", "I don't really want").
+CONCEPT_NEGATABLE = frozenset(
+    {"WISH", "WANT", "WANT3", "GOT", "HOARD", "TOOK", "AT", "SELF_HARM", "HARM_VERB", "DECIDED", "IAM", "NOW_OK"}
+)
+_FAMILY = re.compile(r"[A-Z][A-Z0-9_]*")
+
+# One token of a concept entry: ("w", word) | ("p", stem) | ("#", "") a number | ("$", "") the end.
+ConceptToken = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class LangData:
     lang: str
@@ -87,6 +200,10 @@ class LangData:
     phrases: tuple[Phrase, ...]
     compiled: Mapping[str, str]  # phrase id -> compiled regex source (all its patterns)
     pattern_srcs: Mapping[str, tuple[str, ...]]  # phrase id -> each pattern's compiled source
+    # family -> its entries, each a tuple of alternatives per token position, already expanded
+    # (no optional tokens left)
+    concepts: Mapping[str, tuple[tuple[tuple[ConceptToken, ...], ...], ...]] = field(default_factory=dict)
+    concept_phrases: tuple[Phrase, ...] = ()  # the rules of CONCEPT_RULES this language can run
 
 
 def _expand_macros(src: str, macros: Mapping[str, str], where: str) -> str:
@@ -281,6 +398,73 @@ def _fuzzy_variants(word: str) -> set[str]:
     return collapsed
 
 
+def _concept_token(raw: str, where: str) -> tuple[tuple[ConceptToken, ...], bool]:
+    """One written token: its alternatives and whether it is optional."""
+    optional = raw.endswith("?") and len(raw) > 1
+    if optional:
+        raw = raw[:-1]
+    if raw == "#":
+        return (("#", ""),), optional
+    if raw == "$":
+        return (("$", ""),), optional
+    alts: list[ConceptToken] = []
+    for alt in raw.split("|"):
+        stem = alt.endswith("*")
+        word = normalize(alt[:-1] if stem else alt)
+        if not word or " " in word:
+            raise PhraseError(f"{where}: bad token {raw!r}")
+        alts.append(("p" if stem else "w", word))
+    return tuple(alts), optional
+
+
+def parse_concept_entry(src: str, where: str) -> list[tuple[tuple[ConceptToken, ...], ...]]:
+    """An entry's token sequences, one per choice of its optional tokens."""
+    seqs: list[list[tuple[ConceptToken, ...]]] = [[]]
+    parts = src.split()
+    if not parts:
+        raise PhraseError(f"{where}: empty entry")
+    for i, raw in enumerate(parts):
+        alts, optional = _concept_token(raw, where)
+        if alts[0][0] == "$" and i != len(parts) - 1:
+            raise PhraseError(f"{where}: '$' must come last: {src!r}")
+        seqs = [*([*seq, alts] for seq in seqs), *(seqs if optional else [])]
+    out = [tuple(seq) for seq in seqs if seq and seq[0][0][0] not in "$"]
+    if not out:
+        raise PhraseError(f"{where}: an entry needs a word: {src!r}")
+    return out
+
+
+def _parse_concepts(raw: Any, where: str) -> dict[str, tuple[tuple[tuple[ConceptToken, ...], ...], ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise PhraseError(f"{where}: 'concepts' must be a mapping of family names to lists")
+    out: dict[str, tuple[tuple[tuple[ConceptToken, ...], ...], ...]] = {}
+    for name, entries in raw.items():
+        if not isinstance(name, str) or not _FAMILY.fullmatch(name):
+            raise PhraseError(f"{where}: concept family {name!r} must be upper case")
+        seqs: list[tuple[tuple[ConceptToken, ...], ...]] = []
+        for i, e in enumerate(_as_list(entries, f"{where}: concepts.{name}")):
+            if not isinstance(e, str):
+                # YAML reads a bare no / on / yes as a boolean: quote it
+                raise PhraseError(f"{where}: concepts.{name}[{i}]: {e!r} is not a string (quote it)")
+            seqs.extend(parse_concept_entry(e, f"{where}: concepts.{name}[{i}]"))
+        out[name] = tuple(dict.fromkeys(seqs))
+    return out
+
+
+def concept_phrases(lang: str, families: Mapping[str, object]) -> tuple[Phrase, ...]:
+    """The rules of :data:`CONCEPT_RULES` whose families ``lang`` defines, as phrases."""
+    prefix = lang.split("_")[0].lower()
+    out = []
+    for name, fams, _window, level, category, about in CONCEPT_RULES:
+        if level not in LEVELS:
+            continue
+        if all(f.rstrip("<") in families for f in fams):
+            out.append(Phrase(f"{prefix}.concept.{name}", lang, level, category, about, (), ()))
+    return tuple(out)
+
+
 def _as_list(value: Any, where: str) -> list[Any]:
     if value is None:
         return []
@@ -370,7 +554,21 @@ def parse_lang_file(data: Mapping[str, Any], where: str) -> LangData:
             )
         )
     words = frozenset(w for src in (*compiled.values(), *idioms, *frames) for w in _LITERAL_WORD.findall(src))
-    return LangData(lang, typos, fuzzy, words, idioms, frames, first_person, tuple(phrases), compiled, pattern_srcs)
+    concepts = _parse_concepts(data.get("concepts"), where)
+    return LangData(
+        lang,
+        typos,
+        fuzzy,
+        words,
+        idioms,
+        frames,
+        first_person,
+        tuple(phrases),
+        compiled,
+        pattern_srcs,
+        concepts,
+        concept_phrases(lang, concepts),
+    )
 
 
 def load_lang_file(path: Path) -> LangData:

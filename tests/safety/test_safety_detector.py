@@ -118,7 +118,7 @@ def test_level_high_for_direct_moderate_for_indirect() -> None:
 
 
 def test_matched_ids_are_stable_phrase_ids() -> None:
-    ids = {p.id for ld in load_all() for p in ld.phrases} | set(det._EMOJI_PHRASES)
+    ids = {p.id for ld in load_all() for p in (*ld.phrases, *ld.concept_phrases)} | set(det._EMOJI_PHRASES)
     res = scan("i want to die. i'm going to take all my pills tonight")
     assert res.matched
     assert set(res.matched) <= ids

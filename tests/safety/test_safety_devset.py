@@ -85,3 +85,55 @@ def test_about_on_detected(name: str) -> None:
     rows = ROWS if name == "devset" else CHECK
     wrong = [r["id"] for r in rows if r["crisis"] and scan(r["text"], r["lang"]).about not in (r["about"], None)]
     assert len(wrong) <= 0.02 * sum(1 for r in rows if r["crisis"]), wrong
+
+
+# ---------------------------------------------------------------------- the blind sets
+#
+# Written after the phrase files, each measured once before anything was changed for it
+# (README.md in this folder has those first-seen numbers). blindset .. blindset5 were then used
+# to improve the detector and are held to the targets like the dev and check sets;
+# blindset3 keeps four misses on purpose (README); blindset6 was never tuned on: its test is a
+# floor just under its first-seen numbers, a regression guard and not a target.
+
+BLIND_NAMES = ("blindset", "blindset2", "blindset3", "blindset4", "blindset5", "blindset6")
+BLIND = {name: _rows(HERE / f"{name}.jsonl") for name in BLIND_NAMES}
+SUBS = {"passive", "burden", "goodbye", "giving_away", "past", "negated", "shared_words"}
+
+
+def test_blind_set_shapes() -> None:
+    ids = [r["id"] for rows in BLIND.values() for r in rows]
+    assert len(ids) == len(set(ids))
+    first = BLIND["blindset"]
+    by_lang: dict[str, int] = defaultdict(int)
+    for r in first:
+        by_lang[r["lang"]] += 1
+    assert by_lang["pt_BR"] >= 300 and by_lang["es"] >= 300 and by_lang["en"] >= 150
+    assert sum(1 for r in first if not r["crisis"]) >= sum(1 for r in first if r["crisis"])
+    for name, rows in BLIND.items():
+        assert len(rows) >= 150, name
+        for r in rows:
+            assert r["crisis"] is (r["category"] in CATEGORIES), r["id"]
+            assert r["category"] in CATEGORIES | NEGATIVE | {"hard_negative"}, r["id"]
+            assert r["about"] == ("other" if r["category"] == "other" else "self" if r["crisis"] else None), r["id"]
+            assert r.get("sub") in SUBS | {None}, r["id"]
+        for lang in ("en", "pt_BR", "es"):
+            assert {r["category"] for r in rows if r["lang"] == lang and r["crisis"]} == CATEGORIES, (name, lang)
+
+
+@pytest.mark.parametrize("name", ["blindset", "blindset2", "blindset4", "blindset5"])
+@pytest.mark.parametrize("use_lang", [True, False])
+def test_tuned_blind_sets_meet_the_targets(name: str, use_lang: bool) -> None:
+    counts = _score(BLIND[name], use_lang)
+    tp, fn, fp = counts["all"]
+    assert tp / (tp + fn) >= 0.98
+    assert tp / (tp + fp) >= 0.90
+    for lang in ("en", "pt_BR", "es"):
+        tp, fn, _ = counts[lang]
+        assert tp / (tp + fn) >= 0.95, lang
+
+
+@pytest.mark.parametrize(("name", "recall", "precision"), [("blindset3", 0.95, 0.95), ("blindset6", 0.75, 0.95)])
+def test_blind_set_floors(name: str, recall: float, precision: float) -> None:
+    tp, fn, fp = _score(BLIND[name], True)["all"]
+    assert tp / (tp + fn) >= recall
+    assert tp / (tp + fp) >= precision

@@ -1,0 +1,187 @@
+"""The concept layer (bot/safety/detector.py, "concepts:" in the phrase files): word families
+combined within a few words, typo-tolerant, after idioms and negations are blanked."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.safety import Scan, scan
+from bot.safety import detector as det
+from bot.safety.phrases import CONCEPT_RULES, PhraseError, load_all, parse_concept_entry, parse_lang_file
+
+# ---------------------------------------------------------------------- entry syntax
+
+
+def test_entry_syntax() -> None:
+    seqs = parse_concept_entry("quero|queria morr* de? #", "t")
+    assert (("w", "quero"), ("w", "queria")) in seqs[0]
+    assert len(seqs) == 2  # with and without the optional "de"
+    assert [len(s) for s in seqs] == [4, 3]
+    assert seqs[0][1] == (("p", "mor"),)  # stems are normalised like the text: "rr" -> "r"
+    assert seqs[0][3] == (("#", ""),)
+    assert parse_concept_entry("nao aguento mais $", "t")[0][-1] == (("$", ""),)
+    with pytest.raises(PhraseError, match="last"):
+        parse_concept_entry("nao $ mais", "t")
+
+
+@pytest.mark.parametrize("bad", [{"WISH": [False]}, {"wish": ["quero"]}, {"WISH": "quero"}])
+def test_bad_concept_data_is_named(bad: dict[str, object]) -> None:
+    with pytest.raises(PhraseError, match="concept"):
+        parse_lang_file({"lang": "xx", "concepts": bad}, "xx.yaml")
+
+
+def test_typo_variants() -> None:
+    v = det.typo_variants("morer", stem=False)
+    assert "moer" in v  # a letter dropped
+    assert "mroer" in v  # two neighbours swapped
+    assert "moxrer" in v  # a letter added
+    assert "mprer" in v  # o -> p: neighbours on the keyboard
+    assert "mxrer" not in v  # o -> x: not neighbours
+    assert "norer" not in v  # the first letter is never changed
+    assert "morers" not in v  # nothing is added after the last letter ("ledge" is not "ledger")
+    stem = det.typo_variants("suicid", stem=True)
+    assert "sucid" in stem and "suici" not in stem  # a stem keeps its last letter
+
+
+# ---------------------------------------------------------------------- a language of its own
+
+IT = {
+    "lang": "it",
+    "concepts": {
+        "WISH": ["voglio", "vorrei", "penso a"],
+        "DIE": ["morire", "essere mort*"],
+        "NEG": ["non", "mai"],
+        "NEG_BRIDGE": ["lo", "ci"],
+        "FILLER": ["davvero", "ok"],
+        "ADV": ["tanto", "proprio"],
+        "CANT_GO_ON": ["non ce la faccio piu $"],
+        "PAST_FAR": ["anni fa"],
+        "NOW_OK": ["sto bene"],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def it() -> object:
+    return det.build([parse_lang_file(IT, "it.yaml")])
+
+
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [
+        ("voglio morire", ("it.concept.want_die",)),
+        ("VOGLIO MORIIIRE!!", ("it.concept.want_die",)),
+        ("vogio morire", ("it.concept.want_die",)),  # a letter dropped from a word of 5+
+        ("voglio mroire", ("it.concept.want_die",)),  # two letters swapped
+        ("voglio tanto morire", ("it.concept.want_die",)),  # an adverb in between
+        ("ieri sera penso a essere morta", ("it.concept.want_die",)),  # a stem
+        ("vorrei, sai, io, morire", ("it.concept.want_die",)),  # within four words
+        ("non ce la faccio piu", ("it.concept.cant_go_on",)),
+        ("non ce la faccio piu davvero ok", ("it.concept.cant_go_on",)),  # fillers after "$"
+        ("non ce la faccio piu con questo caldo", ()),  # "$": the message must end there
+        ("morire voglio", ()),  # WISH< : the wish comes first
+        ("voglio una pizza, non so, domani si vedra, poi morire", ()),  # too far apart
+        ("non voglio morire", ()),  # negated
+        ("non lo voglio morire", ()),  # negated, one bridge word
+        ("voglio mangiare", ()),
+        ("anni fa volevo morire, voglio morire, ora sto bene", ()),  # "recovered"
+    ],
+)
+def test_concepts_in_a_new_language(it: object, text: str, ids: tuple[str, ...]) -> None:
+    assert isinstance(it, det._Compiled)
+    res = det.scan_with(it, text)
+    assert res.matched == ids, (text, res)
+    assert res.crisis is bool(ids)
+
+
+def test_rules_apply_where_their_families_are_defined() -> None:
+    ld = parse_lang_file(IT, "it.yaml")
+    names = {p.id.split(".")[-1] for p in ld.concept_phrases}
+    assert names == {"want_die", "cant_go_on"}  # "recovered" is not a phrase
+    rules = {name for name, *_ in CONCEPT_RULES}
+    assert names <= rules
+
+
+# ---------------------------------------------------------------------- the shipped data
+
+LANG_DATA = load_all()
+
+
+def test_shipped_concept_families() -> None:
+    by_lang = {ld.lang: ld for ld in LANG_DATA}
+    for lang in ("en", "pt_BR", "es"):
+        cats = {p.category for p in by_lang[lang].concept_phrases}
+        assert cats == {"direct", "indirect", "plan", "means", "self_harm", "imminent", "other"}, lang
+        assert len(by_lang[lang].concept_phrases) >= 50, lang
+
+
+def test_concept_ids_are_known_phrases() -> None:
+    c = det.compiled()
+    for ld in LANG_DATA:
+        for p in ld.concept_phrases:
+            assert c.phrases[p.id] == p
+
+
+# Messages written for these tests (not taken from the labelled sets).
+CASES: list[tuple[str, str, bool, str | None]] = [
+    # direct, with typos the phrase patterns do not list
+    ("qeuro morrer", "pt_BR", True, "self"),
+    ("quiero morirrme ya", "es", True, "self"),
+    ("i really wnat to die", "en", True, "self"),
+    # indirect
+    ("as vezes queria nem ter nascido", "pt_BR", True, "self"),
+    ("no le veo sentido a seguir viviendo", "es", True, "self"),
+    ("everyone would be better off if i was gone", "en", True, "self"),
+    # plan, means, self-harm, imminent
+    ("ja escolhi qual ponte", "pt_BR", True, "self"),
+    ("tengo las pastillas guardadas en el cajon", "es", True, "self"),
+    ("razor blades are right here next to me", "en", True, "self"),
+    ("me corte el brazo otra vez", "es", True, "self"),
+    ("engoli uma cartela inteira", "pt_BR", True, "self"),
+    ("im standing on the ledge", "en", True, "self"),
+    # someone else
+    ("mi hermana dice que quiere desaparecer para siempre", "es", True, "other"),
+    ("my roommate took a bunch of pills", "en", True, "other"),
+    # not a crisis: idioms, negations, ordinary uses of the same words, past and well now
+    ("me muero de risa con vos", "es", False, None),
+    ("nao quero morrer nunca, amo minha vida", "pt_BR", False, None),
+    ("goodbye for now, see you next week", "en", False, None),
+    ("comprei uma faca nova pra cozinha", "pt_BR", False, None),
+    ("i want to disappear for a few days, holiday!", "en", False, None),
+    ("hace años pensé en matarme, hoy estoy bien", "es", False, None),
+    ("i cut myself years ago, im in a good place now", "en", False, None),
+    # ... but a past statement is not "recovered" without a word on how the person is now,
+    # and "recovered" never hides a plan, means or imminent danger
+    ("hace años pensé en matarme y volvió", "es", True, "self"),
+    ("years ago i tried, im fine now but i have the pills right here", "en", True, "self"),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "crisis", "about"), CASES)
+def test_concept_cases(text: str, lang: str, crisis: bool, about: str | None) -> None:
+    for hint in (lang, None):
+        res = scan(text, hint)
+        assert res.crisis is crisis, (text, res)
+        if crisis:
+            assert res.about == about, (text, res)
+        else:
+            assert res == Scan()
+
+
+def test_gate_skips_ordinary_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ordinary replies never reach the concept matcher (that is what keeps it fast)."""
+    c = det.compiled()
+    calls: list[str] = []
+    real = det.concept_matches
+
+    def counting(cc: det._Concepts, text: str, needed: int = -1) -> tuple[list[tuple[object, int, int]], bool]:
+        calls.append(text)
+        hits, recovered = real(cc, text, needed)
+        return list(hits), recovered
+
+    monkeypatch.setattr(det, "concept_matches", counting)
+    for text in ("yes", "can we do 3pm on thursday?", "confirmo, ate amanha", "sí, nos vemos el lunes"):
+        det.scan_with(c, text)
+    assert calls == []
+    det.scan_with(c, "qeuro morrer")  # a typo the phrases do not list
+    assert calls
