@@ -245,8 +245,8 @@ class Service:
         if client is None and address:
             client = store.client_by_address(s, channel, address)
         store.lock_client(s, client.id if client else f"addr:{address}")
-        if client is not None:
-            s.refresh(client)
+        if client is not None and store.is_postgres(s):
+            s.refresh(client)  # another process may have changed it while we waited for the lock
         self._record_in(u, client, channel, inb, address=address)
 
         # 3. safety first, for everyone, in every state
