@@ -22,6 +22,12 @@ Steps for one message:
    as concern for someone else.
 7. Language-independent signals (knife or razor next to a blood drop) are matched on the raw
    text.
+8. Unless the sender's own phrase already matched, the concept layer (below): families of word
+   stems per language combined by the rules of ``phrases.CONCEPT_RULES`` ("a wish" + "dying"
+   within four words, "took" + "pills" + "a quantity", ...), typo-tolerant, on the same blanked
+   text. A message that puts the statement at a distance and says the person is well now
+   ("há anos ..., hoje tô bem") raises nothing unless a plan, means, imminent danger or someone
+   else is involved (tests/safety/README.md).
 
 ``level`` is ``high`` when any matched phrase is high; ``about`` is ``self`` when any of the
 sender's own phrases matched (outside reported speech), else ``other``. ``matched`` lists the phrases that decided this:
@@ -379,7 +385,17 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None) -> Scan:
             s = _blank_spans(s, spans)
     cc = c.concepts
     # once the sender's own phrase matched, only "recovered" can change the verdict
-    gate, needed = concept_gate(cc, mask, not own) if mask & (cc.recovered_bits if own else cc.gate_bits) else (0, 0)
+    if mask & (cc.recovered_bits if own else cc.gate_bits):
+        key = mask if not own else -mask
+        cached = cc.gate_cache.get(key)
+        if cached is None:
+            cached = concept_gate(cc, mask, not own)
+            if len(cc.gate_cache) >= _WORD_CACHE_MAX:
+                cc.gate_cache.clear()
+            cc.gate_cache[key] = cached
+        gate, needed = cached
+    else:
+        gate = needed = 0
     if gate:
         hits, recovered = concept_matches(cc, s, needed)
         for ph, a, b in hits if gate & 1 else ():
@@ -504,6 +520,7 @@ class _Concepts:
     recovered_masks: tuple[int, ...]
     recovered_bits: int  # the first families of the recovered masks
     cache: dict[str, tuple[tuple[int, ...], int]] = field(default_factory=dict)  # word -> (entries, mask)
+    gate_cache: dict[int, tuple[int, int]] = field(default_factory=dict)  # family mask -> concept_gate()
 
 
 def _anchor_rank(tok: tuple[ConceptToken, ...]) -> tuple[int, int]:
