@@ -272,6 +272,7 @@ class Service:
 
         # 4. carrier keywords, honoured in any state
         kw = keyword(inb.text, channel, client.opted_out)
+        conv = None
         if kw is None and not client.opted_out:
             conv = store.active_conversation(s, client.id)
             context = conv.wait["expects"] if conv and conv.wait else "none"
@@ -300,8 +301,7 @@ class Service:
             return "opted_out"
 
         # 6-8. understand, resume or start, act
-        assert parsed is not None
-        conv = store.active_conversation(s, client.id)
+        assert parsed is not None  # and conv was looked up with it
         if parsed.intent == "human":
             self._start(u, client, "human", automated=False, appt=self._conv_appt(u, conv, client))
             return "human"
