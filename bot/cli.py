@@ -89,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     q = rsub.add_parser("rotate-key", help="re-encrypt stored message text with the newest RAPPORT_DATA_KEY key")
     _config_arg(q)
 
+    p = sub.add_parser("admin", help="users of the admin pages")
+    _config_arg(p)
+    asub = p.add_subparsers(dest="admin_command", required=True)
+    q = asub.add_parser(
+        "create-user", help="create an admin page user (password from $RAPPORT_ADMIN_PASSWORD, else asked twice)"
+    )
+    _config_arg(q)
+    q.add_argument("username")
+    q.add_argument("--role", choices=("admin", "clinician"), default="clinician")
+    q.add_argument("--name", default="", help="the name shown on pages and in the audit log")
+    q = asub.add_parser("set-password", help="set a user's password (ends their sessions)")
+    _config_arg(q)
+    q.add_argument("username")
+
     p = sub.add_parser("rasa", help="Rasa NLU integration")
     _config_arg(p)
     rsub = p.add_subparsers(dest="rasa_command", required=True)
@@ -178,6 +192,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         export_rasa_project(Path(args.dir))
         print(f"wrote a Rasa project to {args.dir}")
         return 0
+    if cmd == "admin":
+        from bot.web.admin.cli import run_admin
+
+        return run_admin(args)
     if cmd == "link":
         from bot.server import run_link
 

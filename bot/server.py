@@ -151,7 +151,10 @@ class Runtime:
                 return total
 
     async def housekeeping(self) -> None:
+        from bot.web.admin import overrides
+
         await self.run(outbox.recover_stale, self.svc.db, self.clock())
+        await self.run(overrides.apply, self.svc)
         await self.run(self._writeback)
 
     def _writeback(self) -> None:

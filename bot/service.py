@@ -43,6 +43,7 @@ from bot.understanding.types import Parse
 from bot.unit import Note, Unit
 from channels.base import Inbound
 from storage import store
+from storage.admin_tables import taken_over
 from storage.tables import (
     Alert,
     Appointment,
@@ -299,6 +300,9 @@ class Service:
             return "forwarded"
         if client.opted_out:
             return "opted_out"
+        # 5b. a person took the conversation over in the admin: recorded above, the scripts stay quiet
+        if taken_over(s, client.id):
+            return "taken_over"
 
         # 6-8. understand, resume or start, act
         assert parsed is not None  # and conv was looked up with it

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
-from storage import tables, writeback_table  # noqa: F401  (registers the tables on SQLModel.metadata)
+from storage import admin_tables, tables, writeback_table  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 
 def resolve_url(config_url: str | None, config_path: Path | None) -> str:

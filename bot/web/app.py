@@ -245,6 +245,9 @@ def create_app(
     from bot.web.api import router as api_router
 
     app.include_router(api_router(svc, settings, run))
+    from bot.web.admin import mount as mount_admin
+
+    mount_admin(app, svc, settings, run)
     if sim is not None:
         app.include_router(sim.router(run))
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from storage import tables, writeback_table  # noqa: F401  (registers the tables)
+from storage import admin_tables, tables, writeback_table  # noqa: F401  (registers the tables)
 from storage.db import make_engine
 
 config = context.config
