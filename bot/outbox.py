@@ -216,6 +216,17 @@ def release(db: DbEngine, row_id: int, now: datetime) -> None:
             s.commit()
 
 
+def extend_lease(db: DbEngine, row_id: int, until: datetime) -> None:
+    """Keep a claimed row ours while it waits its turn behind the pacing. A lease that ran out
+    meanwhile would let ``recover_stale`` hand the row to another claim, and both would send it."""
+    with Session(db) as s:
+        r = s.get(Outbox, row_id)
+        if r is not None and r.status == "sending" and (r.next_attempt_at is None or r.next_attempt_at < until):
+            r.next_attempt_at = until
+            s.add(r)
+            s.commit()
+
+
 def recover_stale(db: DbEngine, now: datetime) -> int:
     """Rows left ``sending`` past their lease (a process died mid-send) go back to pending.
 
@@ -582,6 +593,9 @@ class Worker:
             return
         try:
             wait = self._reserve(sender, r, out)
+            if wait > LEASE.total_seconds() / 2:
+                # A long wait (a burst at a slow sender): the lease must outlast it and the send after it.
+                await self.run(extend_lease, self.db, r.id, self.clock() + timedelta(seconds=wait) + LEASE)
             if wait > 0:
                 await asyncio.sleep(wait)
         except asyncio.CancelledError:

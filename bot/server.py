@@ -165,9 +165,16 @@ class Runtime:
         )
 
     async def purge_records(self) -> None:
-        from bot import retention
+        await self.run(self._purge_once)
 
-        await self.run(retention.purge, self.svc.db, self.clock(), self.svc.cfg.records)
+    def _purge_once(self) -> None:
+        """The daily purge, in one process at a time however many run against the database."""
+        from bot import retention
+        from storage.store import job_lock
+
+        with job_lock(self.svc.db, "records-purge") as mine:
+            if mine:
+                retention.purge(self.svc.db, self.clock(), self.svc.cfg.records)
 
     async def _job(self, fn: Callable[[], Any]) -> None:
         try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, text
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, Message, Outbox, Timer
@@ -35,6 +37,28 @@ def try_lock_client(s: Session, client_key: str) -> bool:
         key = zlib.crc32(client_key.encode()) - 2**31
         return bool(s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
     return True
+
+
+@contextmanager
+def job_lock(eng: Engine, name: str) -> Iterator[bool]:
+    """Whether this process may run the periodic job ``name`` now: at most one process at a time.
+
+    PostgreSQL: a session advisory lock held for the job's duration (released if the process dies).
+    SQLite is one machine's database, served by one process: always yes.
+    """
+    if eng.dialect.name != "postgresql":
+        yield True
+        return
+    key = zlib.crc32(f"job:{name}".encode()) - 2**31
+    with eng.connect() as c:
+        got = bool(c.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        c.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                c.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                c.commit()
 
 
 def client_by_address(s: Session, channel: str, address: str) -> Client | None:

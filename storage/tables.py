@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.crypto import EncryptedText
@@ -111,7 +111,13 @@ class Timer(SQLModel, table=True):
     """Everything that must happen later. Polled by due time; a restart loses nothing."""
 
     __tablename__ = "timers"
-    __table_args__ = (Index("ix_timers_pending_due", "done", "due_at"),)
+    __table_args__ = (
+        Index("ix_timers_pending_due", "done", "due_at"),
+        # The due-timer poll (store.next_due_timer): pending timers only, in the order it claims them.
+        Index(
+            "ix_timers_due_pending", "due_at", "id", postgresql_where=text("NOT done"), sqlite_where=text("done = 0")
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     kind: str  # reminder | missed_checkin | feedback | wait_timeout | alert_escalation
     client_id: str | None = Field(default=None, index=True)

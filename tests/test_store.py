@@ -238,3 +238,14 @@ def test_db_upgrade_command_honours_the_environment_url(pg_url: str, tmp_path) -
         s.add(Client(id="c1", created_at=T0))
         s.commit()
     eng.dispose()
+
+
+def test_a_periodic_job_runs_in_one_process_at_a_time(pg_url: str) -> None:
+    db_url = fresh_pg_database(pg_url)
+    a, b = make_engine(db_url), make_engine(db_url)
+    with store.job_lock(a, "purge") as first, store.job_lock(b, "purge") as second, store.job_lock(b, "x") as other:
+        assert (first, second, other) == (True, False, True)
+    with store.job_lock(b, "purge") as again:
+        assert again
+    a.dispose()
+    b.dispose()
