@@ -153,9 +153,17 @@ class Runtime:
     async def housekeeping(self) -> None:
         from bot.web.admin import overrides
 
-        await self.run(outbox.recover_stale, self.svc.db, self.clock())
-        await self.run(overrides.apply, self.svc)
-        await self.run(self._writeback)
+        await self.run(overrides.apply, self.svc)  # this process's copy of the script edits
+        await self.run(self._shared_housekeeping)
+
+    def _shared_housekeeping(self) -> None:
+        """Jobs on shared rows: one process at a time (each is also safe to overlap, being claim-based)."""
+        from storage.store import job_lock
+
+        with job_lock(self.svc.db, "housekeeping") as mine:
+            if mine:
+                outbox.recover_stale(self.svc.db, self.clock())
+                self._writeback()
 
     def _writeback(self) -> None:
         from bot import writeback
