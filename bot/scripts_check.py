@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -183,6 +183,3 @@ def run_check(cfg: Config, config_path: Path | None, out: TextIO) -> int:
     warnings = len(findings) - errors
     out.write(f"{errors} errors, {warnings} warnings\n")
     return 1 if errors else 0
-
-
-__all__ = ["Finding", "check", "run_check", "segments", "timedelta"]

@@ -37,7 +37,7 @@ from bot.engine.dialogue import load_dialogues
 from bot.engine.runner import Sprint
 from bot.keywords import keyword
 from bot.quiet import quiet_until
-from bot.records import AppointmentIn, ClientIn, RecordError
+from bot.records import AppointmentIn, ClientIn, RecordError, validate
 from bot.scripts import Scripts
 from bot.understanding.types import Parse
 from bot.unit import Note, Unit
@@ -124,7 +124,7 @@ class Service:
     # -- the practice's side: clients, appointments, attendance ---------------------------------
 
     def upsert_client(self, data: dict[str, Any], now: datetime, actor: str = "api") -> Client:
-        rec: ClientIn = _validate(ClientIn, data)
+        rec: ClientIn = validate(ClientIn, data)
         with self.unit(now) as u:
             store.lock_client(u.s, rec.id)
             c = u.s.get(Client, rec.id)
@@ -143,7 +143,7 @@ class Service:
             return c
 
     def upsert_appointment(self, data: dict[str, Any], now: datetime, actor: str = "api") -> Appointment:
-        rec: AppointmentIn = _validate(AppointmentIn, data)
+        rec: AppointmentIn = validate(AppointmentIn, data)
         with self.unit(now) as u:
             store.lock_client(u.s, rec.client)
             client = u.s.get(Client, rec.client)
@@ -924,12 +924,6 @@ class Service:
     def resolve_alert(self, alert_id: int | None, by: str, now: datetime, client_id: str | None = None) -> list[Alert]:
         with self.unit(now) as u:
             return alerts.resolve(self, u, alert_id, by, client_id)
-
-
-def _validate(model: Any, data: dict[str, Any]) -> Any:
-    from bot.records import validate
-
-    return validate(model, data)
 
 
 def _start_of(t: Timer) -> datetime | None:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from bot import outbox
-from bot.config import Config, ConfigError, load_config, merge, parse_config
+from bot.config import Config, ConfigError, load_config
 from bot.records import RecordError
 from bot.service import Service
 from bot.unit import Note
@@ -291,11 +291,3 @@ class Simulator:
 
 def run_simulate(stdin: TextIO, stdout: TextIO, config_path: str | None) -> int:
     return Simulator(stdout, config_path).run(stdin)
-
-
-def boot_config(config_path: str | None, overlay: dict[str, Any] | None) -> Config:
-    cfg, _ = load_config(config_path, overlay)
-    return cfg
-
-
-__all__ = ["Simulator", "merge", "parse_config", "run_simulate"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -307,7 +307,3 @@ def _pick(text: str, when: str | None, slots: list[str], tz: str) -> str | None:
     if len(valid) == 1 and len(low) <= 60:
         return slots[valid[0] - 1]
     return None
-
-
-def with_vars(state: State, **kw: Any) -> State:
-    return replace(state, vars={**state.vars, **kw})
