@@ -78,8 +78,19 @@ def load_set(path: Path) -> list[Item]:
         row: dict[str, Any] = json.loads(line)
         exp = row["expect"]
         now = datetime.fromisoformat(row["now"]).replace(tzinfo=ZoneInfo(row["tz"]))
-        items.append(Item(row["id"], row["text"], row["lang"], row["context"], now, row["tz"],
-                          exp["intent"], exp.get("when"), exp.get("rating")))
+        items.append(
+            Item(
+                row["id"],
+                row["text"],
+                row["lang"],
+                row["context"],
+                now,
+                row["tz"],
+                exp["intent"],
+                exp.get("when"),
+                exp.get("rating"),
+            )
+        )
     return items
 
 
@@ -194,8 +205,13 @@ def run_rasa(items: list[Item], url: str) -> Result:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set", type=Path, nargs="+", default=[DEFAULT_SET, CHECK_SET],
-                    help="labelled JSONL sets (default: the dev set and the check set)")
+    ap.add_argument(
+        "--set",
+        type=Path,
+        nargs="+",
+        default=[DEFAULT_SET, CHECK_SET],
+        help="labelled JSONL sets (default: the dev set and the check set)",
+    )
     ap.add_argument("--passes", type=int, default=20, help="timing passes for builtin")
     ap.add_argument("--rasa-url", help="use a running Rasa server instead of training one")
     ap.add_argument("--no-rasa", action="store_true", help="builtin only")
@@ -234,10 +250,20 @@ def main(argv: list[str] | None = None) -> int:
             for r in res:
                 print(f"\n--- {r.name}: {len(r.errors)} items with any mismatch")
                 print("\n".join(r.errors))
-        summary += [{
-            "set": str(path.name), "backend": r.name, "n": r.n, "intent": r.intent_ok / r.n, "when": r.when_ok / r.n,
-            "rating": r.rating_ok / r.n, "per_s": r.per_s, "per_cpu_s": r.per_cpu_s, "p99_ms": r.p99_ms,
-        } for r in res]
+        summary += [
+            {
+                "set": str(path.name),
+                "backend": r.name,
+                "n": r.n,
+                "intent": r.intent_ok / r.n,
+                "when": r.when_ok / r.n,
+                "rating": r.rating_ok / r.n,
+                "per_s": r.per_s,
+                "per_cpu_s": r.per_cpu_s,
+                "p99_ms": r.p99_ms,
+            }
+            for r in res
+        ]
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0

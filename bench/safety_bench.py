@@ -37,14 +37,23 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.safety import scan  # noqa: E402
+from bot.safety.detector import compiled, scan_with  # noqa: E402
 from bot.safety.normalize import normalize  # noqa: E402
 from bot.safety.types import Scan  # noqa: E402
 
 # The sets the phrase files were tuned on (a message of another set that repeats one of their
 # texts word for word is reported apart: it is not new to the detector).
 TUNED_SETS = ("devset.jsonl", "checkset.jsonl")
-# Written afterwards, each measured first without tuning (tests/safety/README.md).
-BLIND_SETS = tuple(f"blindset{n}.jsonl" for n in ("", "2", "3", "4", "5", "6"))
+# Written afterwards, each measured first without tuning (tests/safety/README.md). An explicit
+# list, never a glob: a new blind set is measured by naming it (--set), not picked up here.
+BLIND_SETS = (
+    "blindset.jsonl",
+    "blindset2.jsonl",
+    "blindset3.jsonl",
+    "blindset4.jsonl",
+    "blindset5.jsonl",
+    "blindset6.jsonl",
+)
 
 # Dev-set categories of messages that must not raise an alert.
 ORDINARY = ("appointment", "fine", "feedback")
@@ -103,6 +112,11 @@ def report(
     out(f"messages {len(rows)}: {tp + fn} crisis, {fp + tn} not")
     out(f"overall   recall {recall:.3f}  precision {precision:.3f}  (tp {tp} fn {fn} fp {fp} tn {tn})")
     out(f"about (self/other) right on {about_ok}/{tp} detected crisis messages")
+    by_model = [(r, s) for r, s in zip(rows, results, strict=True) if any(m.endswith(".model") for m in s.matched)]
+    out(
+        f"alerts from the learned layer alone: {len(by_model)}"
+        f" ({sum(1 for r, _ in by_model if r['crisis'])} crisis, {sum(1 for r, _ in by_model if not r['crisis'])} not)"
+    )
     out(f"false alerts per 1,000 ordinary replies ({', '.join(ORDINARY)}; n={len(ordinary)}): {per_1000:.1f}")
     out("per language:")
     for lang in sorted(by_lang):
@@ -137,7 +151,9 @@ def report(
     return {"recall": recall, "precision": precision, "per_1000": per_1000}
 
 
-def throughput(texts: Sequence[tuple[str, str | None]], seconds: float) -> tuple[float, float]:
+def throughput(
+    texts: Sequence[tuple[str, str | None]], seconds: float, fn: Callable[[str, str | None], Scan] = scan
+) -> tuple[float, float]:
     """Scans per second of wall-clock time and per second of this process's CPU time.
 
     On a machine shared with other work the wall-clock figure drops while the CPU-time one
@@ -148,7 +164,7 @@ def throughput(texts: Sequence[tuple[str, str | None]], seconds: float) -> tuple
     deadline = wall0 + seconds
     while True:
         for text, lang in texts:
-            scan(text, lang)
+            fn(text, lang)
         n += len(texts)
         wall = time.perf_counter()
         if wall >= deadline:
@@ -173,6 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         " understanding test sets, written by another engineer) to count false alerts on",
     )
     ap.add_argument("--seconds", type=float, default=2.0, help="time per throughput run")
+    ap.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time the detector with and without the model in turns, best of N passes over all"
+        " sets (CPU time; steadier than the timed runs on a shared machine)",
+    )
     args = ap.parse_args(argv)
 
     here = ROOT / "tests" / "safety"
@@ -211,14 +235,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     no_lang: list[tuple[str, str | None]] = [(r["text"], None) for r in rows]
     ordinary = [(r["text"], r.get("lang")) for r in rows if r["category"] in ORDINARY]
     print(f"throughput over {len(rows)} messages (one process, one thread), scans/s:")
-    print(f"  {'':24}{'wall clock':>12}{'CPU time':>12}")
-    for label, sample in (
-        ("all, with lang", with_lang),
-        ("all, without lang", no_lang),
-        ("ordinary replies only", ordinary),
+    print(f"  {'':26}{'wall clock':>12}{'CPU time':>12}")
+    c = compiled()
+
+    def floor_only(text: str, lang: str | None) -> Scan:
+        return scan_with(c, text, lang, None)
+
+    for label, sample, fn in (
+        ("all, with lang", with_lang, scan),
+        ("all, without lang", no_lang, scan),
+        ("ordinary replies only", ordinary, scan),
+        ("all, with lang, no model", with_lang, floor_only),
     ):
-        wall, cpu = throughput(sample, args.seconds)
-        print(f"  {label:24}{wall:>12,.0f}{cpu:>12,.0f}")
+        wall, cpu = throughput(sample, args.seconds, fn)
+        print(f"  {label:26}{wall:>12,.0f}{cpu:>12,.0f}")
+    if args.interleave:
+        best = {"with the model": float("inf"), "without the model": float("inf")}
+        for _ in range(args.interleave):
+            for label, fn in (("with the model", scan), ("without the model", floor_only)):
+                t0 = time.process_time()
+                for text, lang in with_lang:
+                    fn(text, lang)
+                best[label] = min(best[label], time.process_time() - t0)
+        print(f"interleaved, best of {args.interleave} passes (CPU time), all sets with lang, scans/s:")
+        for label, secs in best.items():
+            print(f"  {label:26}{len(with_lang) / max(secs, 1e-9):>12,.0f}")
     return 0
 
 

@@ -195,8 +195,10 @@ class Runtime:
     def warm_up(self) -> None:
         """Build what the first message would otherwise pay for (crisis phrase matchers, parsers), so
         that a crisis reply is on time from the first message on."""
-        from bot import safety
+        from bot import safety, understanding
 
+        # dateparser's language data alone costs about a second on the first date-bearing message
+        understanding.warm_up()
         now = self.clock()
         for lang in self.svc.cfg.languages:
             safety.scan("warm up", lang)

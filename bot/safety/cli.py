@@ -49,6 +49,17 @@ def run_scan_cli(stdin: TextIO, stdout: TextIO) -> int:
             except Exception as exc:  # never let one message stop the stream
                 ident = obj.get("id") if isinstance(obj, dict) else None
                 out = {"id": ident if isinstance(ident, (str, int, float)) else None, "error": f"scan failed: {exc}"}
-        stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+        stdout.write(_line(out))
         stdout.flush()
     return 0
+
+
+def _line(out: dict[str, Any]) -> str:
+    """One output line: UTF-8 text as is, unless an id holds a lone surrogate (valid in a JSON
+    escape, not encodable as UTF-8): then that line is escaped to ASCII, still the same JSON."""
+    line = json.dumps(out, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(out, ensure_ascii=True)
+    return line + "\n"

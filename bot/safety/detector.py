@@ -28,6 +28,11 @@ Steps for one message:
    text. A message that puts the statement at a distance and says the person is well now
    ("há anos ..., hoje tô bem") raises nothing unless a plan, means, imminent danger or someone
    else is involved (tests/safety/README.md).
+9. Unless a phrase or rule matched (they are the floor: what they flag stays flagged), the
+   learned model (:mod:`.model`) scores the same text before concern-for-someone-else was
+   blanked; at its threshold it raises a ``moderate`` alert with ``matched`` ``<lang>.model``
+   and its own reading of ``about``. A text that is nothing but blanked idioms and negations
+   is not scored.
 
 ``level`` is ``high`` when any matched phrase is high; ``about`` is ``self`` when any of the
 sender's own phrases matched (outside reported speech), else ``other``. ``matched`` lists the phrases that decided this:
@@ -42,10 +47,12 @@ import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.langs import CRISIS_LANGS, normalize_lang
 
+from .model import Model
+from .model import load as load_model
 from .normalize import normalize
 from .phrases import (
     COMMON,
@@ -61,6 +68,7 @@ from .phrases import (
 from .types import Scan
 
 _BLANK = " # "
+_BLANK_WORD = "#"
 # The text is matched with a space on each side, and every pattern starts with that space: the
 # regex engine then only tries word starts (it scans for the literal space first).
 _EDGE_L = " "
@@ -318,12 +326,24 @@ def _blank_spans(s: str, spans: list[tuple[int, int]]) -> str:
     return "".join(out)
 
 
-def scan_with(c: _Compiled, text: str, lang: str | None = None) -> Scan:
-    if not isinstance(text, str) or not text:
-        return _NO_CRISIS
+class Floor(NamedTuple):
+    """What the phrase and concept layers found in one message, and the text they matched on."""
+
+    found: list[Phrase]
+    own: bool  # a phrase of the sender's own matched
+    reported: bool  # a phrase about someone else matched
+    text: str  # the padded matching text: normalised, corrected, idioms and negations blanked
+    model_text: str  # the same before concern-for-someone-else was blanked: what the model reads
+    frame_at: int  # where reported speech starts in ``text`` (len(text): none)
+    frame_end: int
+    silenced: bool  # past and well now: no alert, and the model is not asked either
+
+
+def floor(c: _Compiled, text: str) -> Floor:
+    """The phrase and concept layers on ``text`` (a non-empty string)."""
     found: list[Phrase] = []
-    own = False  # a phrase of the sender's own matched
-    reported = False  # a phrase about someone else matched
+    own = False
+    reported = False
     if not text.isascii():
         for pid, rx in _EMOJI_SIGNALS:
             if rx.search(text):
@@ -334,45 +354,52 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None) -> Scan:
     s = f" {norm} "
     frame_at = frame_end = len(s)
     if active:
-        n_idioms = c.n_idioms
-        n_pre = n_idioms + c.n_frames
-        n_other = n_pre + c.n_other
+        # The numbers are ordered idioms < frames < other-concern patterns < the sender's own,
+        # so one sorted pass runs the stages in turn without a per-item dispatch.
+        order = sorted(active)
+        n = len(order)
         regexes = c.regexes
+        k = 0
+        lim = c.n_idioms
+        while k < n and order[k] < lim:
+            s = regexes[order[k]].sub(_BLANK, s)
+            k += 1
+        lim += c.n_frames
+        while k < n and order[k] < lim:
+            m = regexes[order[k]].search(s)
+            if m is not None and m.start() < frame_at:
+                frame_at, frame_end = m.span()
+            k += 1
+        n_pre = lim
         owners = c.owners
-        seen: set[str] = set()
+        lim += c.n_other
         spans: list[tuple[int, int]] = []
-        blanked = False
-        for i in sorted(active):
+        while k < n and order[k] < lim:
+            i = order[k]
             rx = regexes[i]
-            if i < n_idioms:
-                s = rx.sub(_BLANK, s)
-                continue
-            if i < n_pre:
-                m = rx.search(s)
-                if m is not None and m.start() < frame_at:
-                    frame_at, frame_end = m.span()
-                continue
+            # Every concern-for-someone-else pattern reads the same text; what they matched is
+            # blanked together before the sender's own phrases are tried.
+            if rx.search(s) is not None:
+                found.append(owners[i - n_pre])
+                reported = True
+                spans.extend(m.span() for m in rx.finditer(s))
+            k += 1
+        model_text = s
+        if spans:
+            s = _blank_spans(s, spans)
+        seen: set[str] = set()
+        search_first_person = c.first_person.search
+        for i in order[k:]:
             ph = owners[i - n_pre]
-            if i < n_other:
-                # Every concern-for-someone-else pattern reads the same text; what they matched
-                # is blanked together before the sender's own phrases are tried.
-                if rx.search(s) is not None:
-                    found.append(ph)
-                    reported = True
-                    spans.extend(m.span() for m in rx.finditer(s))
-                continue
-            if not blanked:
-                s = _blank_spans(s, spans)
-                blanked = True
             if ph.id in seen:
                 # one pattern is enough to report a phrase; its other patterns are skipped
                 continue
-            m = rx.search(s)
+            m = regexes[i].search(s)
             if m is None:
                 continue
             found.append(ph)
             seen.add(ph.id)
-            if m.start() >= frame_at and not c.first_person.search(s, frame_end, m.end()):
+            if m.start() >= frame_at and not search_first_person(s, frame_end, m.end()):
                 # inside reported speech ("my friend said she ...") and no "I" / "eu" / "yo"
                 # since the reporting verb: about someone else
                 reported = True
@@ -381,8 +408,8 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None) -> Scan:
             if ph.level == "high":
                 # The verdict is settled (high, about the sender): stop looking.
                 break
-        if not blanked:
-            s = _blank_spans(s, spans)
+    else:
+        model_text = s
     cc = c.concepts
     # once the sender's own phrase matched, only "recovered" can change the verdict
     if mask & (cc.recovered_bits if own else cc.gate_bits):
@@ -398,31 +425,96 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None) -> Scan:
         gate = needed = 0
     if gate:
         hits, recovered = concept_matches(cc, s, needed)
-        for ph, a, b in hits if gate & 1 else ():
+        hits = hits if gate & 1 else []
+        # spans of the concern-for-someone-else rules: a rule about the sender that overlaps
+        # one, or follows it with no first-person word since, reads the same third person
+        # ("minha prima ta no alto do predio ameacando pular": pro-drop, no "ela")
+        others = [(a, b) for ph, a, b in hits if ph.about == "other"]
+        for ph, a, b in hits:
             found.append(ph)
-            if ph.about == "other" or (a >= frame_at and not c.first_person.search(s, frame_end, b)):
+            if (
+                ph.about == "other"
+                or (a >= frame_at and not c.first_person.search(s, frame_end, b))
+                or any((a < ob and b > oa) or (a >= ob and not c.first_person.search(s, ob, b)) for oa, ob in others)
+            ):
                 reported = True
             else:
                 own = True
         if recovered and not any(p.category in _ACUTE for p in found):
             # "I thought about killing myself years ago, I'm fine now": the message itself puts
             # it at a distance and says how the person is now (tests/safety/README.md).
-            return _NO_CRISIS
-    if not found:
+            return Floor([], False, False, s, model_text, frame_at, frame_end, True)
+    return Floor(found, own, reported, s, model_text, frame_at, frame_end, False)
+
+
+def scan_with(c: _Compiled, text: str, lang: str | None = None, model: Model | None = None) -> Scan:
+    """The phrase and concept layers, then (when they found nothing) the learned model."""
+    if not isinstance(text, str) or not text:
         return _NO_CRISIS
-    hint = normalize_lang(lang)
+    fl = floor(c, text)
+    found = fl.found
+    if not found:
+        if fl.silenced or model is None:
+            return _NO_CRISIS
+        toks = fl.model_text.split()
+        if toks.count(_BLANK_WORD) == len(toks):
+            # nothing but idioms and negations ("me muero de hambre", "not suicidal")
+            return _NO_CRISIS
+        z = model.score(toks)
+        if z < model.threshold:
+            return _NO_CRISIS
+        hint = _hint(lang)
+        level = "high" if z >= model.high else "moderate"
+        # reported speech with no first-person word after it, or the model's own reading
+        reported = (
+            fl.frame_at < len(fl.text) and not c.first_person.search(fl.text, fl.frame_end)
+        ) or model.about_other(toks)
+        return Scan(level=level, about="other" if reported else "self", matched=(_model_id(hint),))
+    hint = _hint(lang)
     ids: list[str] = []
     for p in sorted(found, key=lambda p: p.lang != hint):
         if p.id not in ids:
             ids.append(p.id)
     level = "high" if any(p.level == "high" for p in found) else "moderate"
-    about = "self" if own or not reported else "other"
+    about = "self" if fl.own or not fl.reported else "other"
     return Scan(level=level, about=about, matched=tuple(ids))
+
+
+def _model_id(lang: str | None) -> str:
+    """The id the model's verdict is reported under: the hint's language, else ``any``."""
+    if lang is None:
+        return "any.model"
+    return f"{lang.split('_')[0].lower()}.model"
+
+
+_shipped_model: Model | None = None
 
 
 def scan(text: str, lang: str | None = None) -> Scan:
     """Crisis language in ``text``? See the module doc for what is checked and how."""
-    return scan_with(compiled(), text, lang)
+    global _shipped_model
+    c = _compiled if _compiled is not None else compiled()
+    m = _shipped_model
+    if m is None:
+        m = _shipped_model = load_model()
+    return scan_with(c, text, lang, m)
+
+
+_HINTS: dict[str | None, str | None] = {}
+
+
+def _hint(lang: str | None) -> str | None:
+    """``normalize_lang``, remembered: the same few tags arrive on every message."""
+    try:
+        return _HINTS[lang]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable "lang" from a caller's JSON
+        return None
+    hint = normalize_lang(lang) if isinstance(lang, str) else None
+    if len(_HINTS) < 1000:
+        _HINTS[lang] = hint
+    return hint
 
 
 # ---------------------------------------------------------------------------- concept layer

@@ -87,3 +87,22 @@ def test_output_is_utf8_json_lines() -> None:
     run_scan_cli(io.StringIO(json.dumps({"id": "ç", "text": "não"}, ensure_ascii=False) + "\n"), out)
     assert out.getvalue().endswith("\n")
     assert json.loads(out.getvalue())["id"] == "ç"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"id": "\\udfff", "text": "quero morrer"}',  # a lone surrogate: valid JSON, not UTF-8
+        '{"id": "x", "text": "\\ud800 i want to die \\udfff"}',
+        '{"id": "\\ud83d", "text": 5}',  # and on the error path
+    ],
+)
+def test_lone_surrogates_still_give_one_utf8_line(line: str) -> None:
+    out = io.StringIO()
+    assert run_scan_cli(io.StringIO(line + "\n"), out) == 0
+    text = out.getvalue()
+    text.encode("utf-8")  # raises if a surrogate got through unescaped
+    [row] = [json.loads(x) for x in text.splitlines()]
+    assert row["id"] == json.loads(line)["id"]
+    if "error" not in row:
+        assert row["crisis"] is True

@@ -7,6 +7,7 @@ rounds, each first measured untouched (README.md in this folder has those first-
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -90,10 +91,11 @@ def test_about_on_detected(name: str) -> None:
 # ---------------------------------------------------------------------- the blind sets
 #
 # Written after the phrase files, each measured once before anything was changed for it
-# (README.md in this folder has those first-seen numbers). blindset .. blindset5 were then used
-# to improve the detector and are held to the issue's targets like the dev and check sets;
-# blindset3 keeps four misses on purpose (README); blindset6 was never tuned on: its test is a
-# floor just under its first-seen numbers, a regression guard and not a target.
+# (README.md in this folder has those first-seen numbers). All six were then used: blindset ..
+# blindset5 to improve the phrase and concept layers, all six to train the learned layer
+# (bench/train_safety_model.py), so they are held to the issue's targets like the dev and check
+# sets. The honest measure of unseen wording is leave-one-set-out (the last test here, and
+# `bench/train_safety_model.py --cv`), and the lead's blindset7, which nothing here reads.
 
 BLIND_NAMES = ("blindset", "blindset2", "blindset3", "blindset4", "blindset5", "blindset6")
 BLIND = {name: _rows(HERE / f"{name}.jsonl") for name in BLIND_NAMES}
@@ -120,7 +122,7 @@ def test_blind_set_shapes() -> None:
             assert {r["category"] for r in rows if r["lang"] == lang and r["crisis"]} == CATEGORIES, (name, lang)
 
 
-@pytest.mark.parametrize("name", ["blindset", "blindset2", "blindset4", "blindset5"])
+@pytest.mark.parametrize("name", BLIND_NAMES)
 @pytest.mark.parametrize("use_lang", [True, False])
 def test_tuned_blind_sets_meet_the_targets(name: str, use_lang: bool) -> None:
     counts = _score(BLIND[name], use_lang)
@@ -132,8 +134,26 @@ def test_tuned_blind_sets_meet_the_targets(name: str, use_lang: bool) -> None:
         assert tp / (tp + fn) >= 0.95, lang
 
 
-@pytest.mark.parametrize(("name", "recall", "precision"), [("blindset3", 0.95, 0.95), ("blindset6", 0.75, 0.95)])
-def test_blind_set_floors(name: str, recall: float, precision: float) -> None:
-    tp, fn, fp = _score(BLIND[name], True)["all"]
-    assert tp / (tp + fn) >= recall
-    assert tp / (tp + fp) >= precision
+def test_blindset6_left_out_of_training() -> None:
+    """Generalisation, not memory: the model trained without blindset6 (the one set the phrase
+    and concept layers were never tuned on either) still meets floors on it. First measured
+    0.978 recall / 0.968 precision (README); the floors leave a little room, not a target."""
+    pytest.importorskip("sklearn")  # the dev extra
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "train_safety_model", HERE.parents[1] / "bench" / "train_safety_model.py"
+    )
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = train  # its dataclasses look their module up there
+    spec.loader.exec_module(train)
+    rows = train.load_rows()
+    held = [r for r in rows if r.source == "blindset6.jsonl"]
+    crisis, other = train.fit([r for r in rows if r.source != "blindset6.jsonl"], train.DEFAULT_C)
+    got = train.verdicts(held, crisis, other, train.DEFAULT_THRESHOLD)
+    tp = sum(1 for r, (hit, _) in zip(held, got, strict=True) if r.crisis and hit)
+    fn = sum(1 for r, (hit, _) in zip(held, got, strict=True) if r.crisis and not hit)
+    fp = sum(1 for r, (hit, _) in zip(held, got, strict=True) if not r.crisis and hit)
+    assert tp / (tp + fn) >= 0.95
+    assert tp / (tp + fp) >= 0.93
