@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--output", default=None, help="write to this file instead of stdout")
     q = rsub.add_parser("rotate-key", help="re-encrypt stored message text with the newest RAPPORT_DATA_KEY key")
     _config_arg(q)
+    q = rsub.add_parser("delete", help="delete one client everywhere, on their request (docs/records.md)")
+    _config_arg(q)
+    q.add_argument("client")
+    q.add_argument("--yes", action="store_true", help="really delete (without it: say what would be deleted)")
 
     p = sub.add_parser("admin", help="users of the admin pages")
     _config_arg(p)
@@ -183,6 +187,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             client=getattr(args, "client", None),
             output=getattr(args, "output", None),
             dry_run=getattr(args, "dry_run", False),
+            yes=getattr(args, "yes", False),
         )
     if cmd == "rasa":
         from pathlib import Path

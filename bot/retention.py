@@ -345,8 +345,9 @@ def run_records(
     output: str | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    yes: bool = False,
 ) -> int:
-    """``rapport records purge [--dry-run] | export CLIENT [--output FILE] | rotate-key``."""
+    """``rapport records purge [--dry-run] | export CLIENT [--output FILE] | rotate-key | delete CLIENT [--yes]``."""
     from storage.db import make_engine
     from storage.migrate import upgrade_url
 
@@ -354,12 +355,45 @@ def run_records(
     db = make_engine(db_url)
     try:
         crypto.load_from_env()
+        if command == "delete":
+            return _delete_command(db, out, err, client, yes, now)
         return _records_command(db, records, command, out, err, client, output, dry_run, now)
     except crypto.DataKeyError as e:
         print(f"rapport records {command}: {e}", file=err)
         return 1
     finally:
         db.dispose()
+
+
+def _delete_command(db: DbEngine, out: TextIO, err: TextIO, client: str | None, yes: bool, now: datetime | None) -> int:
+    """Erase one client (bot.erasure). Without ``--yes`` it only says what would go: deletion is final."""
+    from bot.erasure import erase_client
+
+    if not client:
+        print("rapport records delete: which client?", file=err)
+        return 2
+    if not yes:
+        try:
+            held = export_client(db, client)
+        except RecordError as e:
+            print(f"rapport records delete: {e.message}", file=err)
+            return 1
+        counts = ", ".join(f"{len(v)} {k}" for k, v in held.items() if isinstance(v, list) and v) or "no other rows"
+        print(
+            f"client {client!r}: {counts}. Deleting is final (export it first with `rapport records export`): "
+            "run again with --yes to delete.",
+            file=err,
+        )
+        return 1
+    try:
+        done = erase_client(db, client, now or datetime.now(UTC), "cli")
+    except RecordError as e:  # unknown, or refused while a crisis alert is open
+        print(f"rapport records delete: {e.message}", file=err)
+        return 1
+    gone = ", ".join(f"{v} {k}" for k, v in done.deleted.items() if v) or "nothing"
+    kept = ", ".join(f"{v} {k}" for k, v in done.anonymised.items() if v)
+    print(f"deleted client {client!r}: {gone}" + (f"; kept without their identity: {kept}" if kept else ""), file=out)
+    return 0
 
 
 def _records_command(

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -33,6 +34,7 @@ from bot.service import Service
 from bot.settings import Settings, SettingsError
 from bot.web.app import Runner, create_app
 from bot.web.metrics import Metrics
+from bot.web.security import protect_logs, secret_values
 from channels.base import Outbound, SendResult
 
 log = logging.getLogger("rapport.server")
@@ -62,6 +64,8 @@ class Runtime:
         from bot.web.sim import WebSim
         from channels import sms, telegram
 
+        # Before any library sees a token: python-telegram-bot logs its API URL (token included) at DEBUG.
+        protect_logs(secret_values(settings, os.environ, svc.db.url))
         self.svc = svc
         self.settings = settings
         self.role = role

@@ -15,7 +15,15 @@ from dataclasses import dataclass, fields
 TWILIO_DEFAULT_BASE = "https://api.twilio.com"
 TELEGRAM_DEFAULT_BASE = "https://api.telegram.org"
 SECRET_FIELDS = frozenset(
-    {"api_token", "twilio_auth_token", "telegram_bot_token", "telegram_webhook_secret", "link_secret", "database_url"}
+    {
+        "api_token",
+        "metrics_token",
+        "twilio_auth_token",
+        "telegram_bot_token",
+        "telegram_webhook_secret",
+        "link_secret",
+        "database_url",
+    }
 )
 
 
@@ -28,6 +36,7 @@ class Settings:
     database_url: str | None = None
     public_url: str | None = None
     api_token: str | None = None
+    metrics_token: str | None = None  # bearer for /metrics; without it /metrics answers loopback only
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
@@ -69,6 +78,7 @@ class Settings:
             database_url=get("RAPPORT_DATABASE_URL"),
             public_url=_base(get("RAPPORT_PUBLIC_URL")),
             api_token=get("RAPPORT_API_TOKEN"),
+            metrics_token=get("RAPPORT_METRICS_TOKEN"),
             twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
             twilio_from=get("TWILIO_FROM"),

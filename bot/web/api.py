@@ -2,7 +2,8 @@
 
 Every call needs ``Authorization: Bearer $RAPPORT_API_TOKEN`` (compared in constant time); without
 a configured token the API is closed. Errors are ``{"error": {"field", "message"}}``: 401 without a
-valid token, 404 for an unknown id, 422 for an invalid field, 400 for a body that is not JSON.
+valid token, 404 for an unknown id, 422 for an invalid field, 400 for a body that is not JSON, 413
+for a body over ``MAX_BODY``, 409 for a client that cannot be deleted yet (an open crisis alert).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
 
+from bot.erasure import ErasureRefused, erase_client
 from bot.records import RecordError
 from bot.service import Service
 from bot.settings import Settings
@@ -26,6 +28,7 @@ from storage.tables import Alert, Appointment, Client, Message
 Run = Callable[..., Awaitable[Any]]
 Handler = Callable[..., Awaitable[Any]]
 CONVERSATION_LIMIT = 200
+MAX_BODY = 64 * 1024  # one client or appointment is a few hundred bytes
 
 
 class ApiError(Exception):
@@ -136,7 +139,17 @@ def router(svc: Service, settings: Settings, run: Run) -> APIRouter:
         return wrapper
 
     async def body_of(request: Request) -> dict[str, Any]:
-        raw = await request.body()
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise ApiError(413, "(body)", f"larger than {MAX_BODY} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ApiError(413, "(body)", f"larger than {MAX_BODY} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
             data = json.loads(raw) if raw.strip() else None
         except ValueError:
@@ -173,6 +186,16 @@ def router(svc: Service, settings: Settings, run: Run) -> APIRouter:
         if c is None:
             raise ApiError(404, "id", f"unknown client {client_id!r}")
         return client_json(c)
+
+    @r.delete("/clients/{client_id}")
+    @endpoint
+    async def delete_client(request: Request, client_id: str) -> Any:
+        """Erase the client across every table (bot.erasure): the practice's answer to a deletion request."""
+        try:
+            done = await run(erase_client, svc.db, client_id, now(), "api")
+        except ErasureRefused as e:
+            raise ApiError(409, e.field, e.message) from None
+        return {"id": client_id, "erased": True, **done.as_dict()}
 
     # -- appointments ------------------------------------------------------------------------------
 

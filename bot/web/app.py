@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from bot import outbox
 from bot.service import Service
 from bot.settings import Settings
 from bot.web.metrics import CONTENT_TYPE, Metrics
+from bot.web.security import SecurityMiddleware, protect_logs, secret_values
 from channels.sms import TwilioWebhook, WebhookError
 from channels.telegram import TelegramAdapter
 
@@ -132,6 +134,14 @@ def create_app(
 
     app = FastAPI(title="Rapport", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SafeErrors)
+    # Outermost: body caps before any handler reads, headers on every answer (500s included),
+    # and the /metrics credential (RAPPORT_METRICS_TOKEN, else loopback only). See SECURITY.md.
+    app.add_middleware(
+        SecurityMiddleware,
+        https=bool(settings.public_url and settings.public_url.startswith("https://")),
+        metrics_token=settings.metrics_token,
+    )
+    protect_logs(secret_values(settings, os.environ, svc.db.url))
     app.state.svc = svc
     app.state.settings = settings
     app.state.metrics = metrics

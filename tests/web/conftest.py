@@ -59,5 +59,6 @@ def live(tmp_path: Path, fake_twilio: FakeTwilio, fake_telegram: FakeTelegram) -
     """The whole of `rapport serve` in-process: app, worker and scheduler, with both fakes."""
     svc = make_service(tmp_path)
     rt = Runtime(svc, settings_for(fake_twilio, fake_telegram), timer_interval=0.2)
-    with TestClient(rt.app()) as client:
+    # /metrics answers loopback clients when RAPPORT_METRICS_TOKEN is unset: be one
+    with TestClient(rt.app(), client=("127.0.0.1", 50000)) as client:
         yield rt, client
