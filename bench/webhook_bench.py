@@ -185,6 +185,8 @@ async def load(base: str, reqs: list[tuple[bytes, str]], concurrency: int) -> tu
                 lat.append(time.perf_counter() - t0)
                 if r.status_code != 200:
                     errors += 1
+                    if errors == 1:
+                        print(f"first error: HTTP {r.status_code} {r.text[:200]}", file=sys.stderr)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

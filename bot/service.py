@@ -8,8 +8,9 @@ engine, store. Timers (reminders, check-ins, feedback, wait timeouts, escalation
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,20 +44,31 @@ from bot.understanding.types import Parse
 from bot.unit import Note, Unit
 from channels.base import Inbound
 from storage import store
-from storage.admin_tables import taken_over
 from storage.tables import (
     Alert,
     Appointment,
     Client,
     Conversation,
     Feedback,
-    InboundSeen,
     Message,
-    Outbox,
     Timer,
 )
 
 log = logging.getLogger("rapport.service")
+
+
+@dataclass(frozen=True)
+class Sent:
+    """An outbound message written to the messages table and the outbox."""
+
+    id: int
+
+
+class _Unknown:
+    """Marks an argument the caller did not look up (None is a real answer: no conversation)."""
+
+
+UNKNOWN = _Unknown()
 
 PRIORITY_CRISIS = 10
 PRIORITY_STAFF = 9
@@ -230,13 +242,32 @@ class Service:
         with self.unit(now) as u:
             return self._inbound(u, inb)
 
+    def handle_inbound_batch(self, batch: Sequence[tuple[Inbound, datetime]]) -> list[str]:
+        """Several inbound messages in one transaction: the webhooks' group commit under load.
+
+        They are taken in address order (stable, so one sender's messages keep their order): two
+        batches then take their clients' locks in the same order and cannot deadlock each other. If
+        anything fails the whole batch is rolled back and each message is processed on its own, so
+        a bad message costs only itself.
+        """
+        if len(batch) == 1:
+            return [self.handle_inbound(*batch[0])]
+        order = sorted(range(len(batch)), key=lambda i: (batch[i][0].channel, batch[i][0].address or ""))
+        out = [""] * len(batch)
+        try:
+            with self.unit(batch[order[0]][1]) as u:
+                for i in order:
+                    u.now = batch[i][1]
+                    out[i] = self._inbound(u, batch[i][0])
+        except Exception as e:
+            log.warning("a batch of %d inbound messages failed (%s): one at a time", len(batch), type(e).__name__)
+            return [self.handle_inbound(inb, now) for inb, now in batch]
+        return out
+
     def _inbound(self, u: Unit, inb: Inbound) -> str:
         s = u.s
-        if inb.provider_id:
-            if s.get(InboundSeen, (inb.channel, inb.provider_id)) is not None:
-                return "duplicate"
-            s.add(InboundSeen(channel=inb.channel, provider_id=inb.provider_id, at=u.now))
-            s.flush()
+        if inb.provider_id and not store.mark_seen(s, inb.channel, inb.provider_id, u.now):
+            return "duplicate"
         channel, address = _split_address(inb)
         staff = alerts.staff_member(self.cfg, channel, address) if inb.client_id is None else None
         if staff is not None:
@@ -301,13 +332,13 @@ class Service:
         if client.opted_out:
             return "opted_out"
         # 5b. a person took the conversation over in the admin: recorded above, the scripts stay quiet
-        if taken_over(s, client.id):
+        if store.taken_over(s, client.id):
             return "taken_over"
 
         # 6-8. understand, resume or start, act
         assert parsed is not None  # and conv was looked up with it
         if parsed.intent == "human":
-            self._start(u, client, "human", automated=False, appt=self._conv_appt(u, conv, client))
+            self._start(u, client, "human", automated=False, appt=self._conv_appt(u, conv, client), active=conv)
             return "human"
         if conv is not None and conv.wait:
             state = _state(conv)
@@ -321,9 +352,9 @@ class Service:
                 return "rejected"
             self._apply(u, client, conv, appt, sprint, automated=False)
             return "resumed"
-        return self._route_new(u, client, parsed)
+        return self._route_new(u, client, parsed, conv)
 
-    def _route_new(self, u: Unit, client: Client, parsed: Parse) -> str:
+    def _route_new(self, u: Unit, client: Client, parsed: Parse, conv: Conversation | None) -> str:
         """A message with nothing pending: act on the client's next appointment, or explain."""
         appt = store.next_appointment(u.s, client.id, u.now)
         intent = parsed.intent
@@ -331,18 +362,24 @@ class Service:
             # Nothing ahead, but a session was just missed or called off: book a new one from it.
             appt = store.last_lapsed_appointment(u.s, client.id, u.now - REBOOK_WINDOW)
         if intent in ("confirm", "cancel", "reschedule") and appt is None:
-            self._start(u, client, "help", step="no_appointment", automated=False)
+            self._start(u, client, "help", step="no_appointment", automated=False, active=conv)
             return "no_appointment"
         if intent == "confirm":
-            self._start(u, client, "appointment_reminder", step="confirmed", appt=appt, automated=False)
+            self._start(u, client, "appointment_reminder", step="confirmed", appt=appt, automated=False, active=conv)
         elif intent == "cancel":
-            self._start(u, client, "appointment_reminder", step="cancelled", appt=appt, automated=False)
+            self._start(u, client, "appointment_reminder", step="cancelled", appt=appt, automated=False, active=conv)
         elif intent == "reschedule":
             self._start(
-                u, client, "reschedule", appt=appt, automated=False, vars={"when": parsed.when} if parsed.when else None
+                u,
+                client,
+                "reschedule",
+                appt=appt,
+                automated=False,
+                vars={"when": parsed.when} if parsed.when else None,
+                active=conv,
             )
         else:
-            self._start(u, client, "help", step="fallback", automated=False)
+            self._start(u, client, "help", step="fallback", automated=False, active=conv)
             return "fallback"
         return intent
 
@@ -350,17 +387,16 @@ class Service:
         return self.parse(text, client.lang, context, now.astimezone(ZoneInfo(client.tz)), client.tz)
 
     def _record_in(self, u: Unit, client: Client | None, channel: str, inb: Inbound, address: str | None) -> None:
-        u.s.add(
-            Message(
-                client_id=client.id if client else None,
-                address=None if client else address,
-                direction="in",
-                channel=channel,
-                body=inb.text,
-                provider_id=inb.provider_id,
-                status="received",
-                created_at=u.now,
-            )
+        store.add_message(
+            u.s,
+            client_id=client.id if client else None,
+            address=None if client else address,
+            direction="in",
+            channel=channel,
+            body=inb.text,
+            provider_id=inb.provider_id,
+            status="received",
+            created_at=u.now,
         )
 
     # -- consent and opt-out ------------------------------------------------------------------------
@@ -606,8 +642,9 @@ class Service:
         automated: bool,
         vars: dict[str, Any] | None = None,
         force: bool = False,
+        active: Conversation | _Unknown | None = UNKNOWN,
     ) -> None:
-        old = store.active_conversation(u.s, client.id)
+        old = store.active_conversation(u.s, client.id) if isinstance(active, _Unknown) else active
         one_shot = dialogue == "help" and step in (None, "help")
         if old is not None and not one_shot:
             self._end(u, old, "replaced")
@@ -622,7 +659,8 @@ class Service:
             updated_at=u.now,
         )
         u.s.add(conv)
-        u.s.flush()
+        if any(isinstance(e, (ev.WaitStarted, ev.HandoffRequested)) for e in sprint.events):
+            u.s.flush()  # their rows name the conversation; otherwise it is written once, in its final state
         self._apply(u, client, conv, appt, sprint, automated=automated, force=force)
 
     def _apply(
@@ -737,6 +775,10 @@ class Service:
         conv.ended_at = u.now
         conv.ended_by = why
         u.s.add(conv)
+        if conv.id is None:
+            # Started and ended in this unit without ever waiting (_start flushes any that waits), so
+            # it has no wait timer and deferred no prompt: nothing to release.
+            return
         for t in store.pending_timers(u.s, client_id=conv.client_id, kinds=("wait_timeout", *TRIGGERS)):
             if t.kind == "wait_timeout":
                 if t.payload.get("conversation") == conv.id:
@@ -874,34 +916,33 @@ class Service:
         buttons: tuple[str, ...] = (),
         note_to: str | None = None,
         reason: str | None = None,
-    ) -> Message:
-        m = Message(
-            client_id=client.id if client else None,
-            address=None if client else (note_to or to),
-            direction="out",
-            channel=channel,
-            body=text,
-            dialogue=dialogue,
-            step=step,
-            automated=automated,
-            status="queued",
-            reason=reason or (f"{dialogue}.{step}"),
-            created_at=u.now,
-        )
-        u.s.add(m)
-        u.s.flush()
-        assert m.id is not None
-        u.s.add(
-            Outbox(
-                message_id=m.id,
+    ) -> Sent:
+        m = Sent(
+            store.add_message(
+                u.s,
+                client_id=client.id if client else None,
+                address=None if client else (note_to or to),
+                direction="out",
                 channel=channel,
-                to=to,
                 body=text,
-                priority=priority,
-                next_attempt_at=u.now,
-                buttons=list(buttons) or None,
+                dialogue=dialogue,
+                step=step,
+                automated=automated,
+                status="queued",
+                reason=reason or (f"{dialogue}.{step}"),
                 created_at=u.now,
             )
+        )
+        store.add_outbox(
+            u.s,
+            message_id=m.id,
+            channel=channel,
+            to=to,
+            body=text,
+            priority=priority,
+            next_attempt_at=u.now,
+            buttons=list(buttons) or None,
+            created_at=u.now,
         )
         u.note(
             "message",

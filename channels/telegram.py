@@ -163,6 +163,8 @@ class TelegramAdapter:
         self.bot = bot
         # How blocking database work runs off the loop (the web app passes its bounded runner).
         self.run: Callable[..., Awaitable[Any]] = run or asyncio.to_thread
+        # Set by the web app to its group-commit batcher; without it each message is its own unit.
+        self.inbound: Callable[[Inbound, datetime], Awaitable[str]] | None = None
         self.svc = svc
         self.link_key = link_key
         self.clock = clock
@@ -230,6 +232,8 @@ class TelegramAdapter:
         return "ignored"
 
     async def _inbound(self, inb: Inbound) -> str:
+        if self.inbound is not None:
+            return await self.inbound(inb, self.clock())
         return await self.run(self.svc.handle_inbound, inb, self.clock())
 
     async def _callback(self, update: Update, uid: str) -> str:

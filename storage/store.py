@@ -6,14 +6,66 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, or_, text
+from sqlalchemy import Table, bindparam, func, insert, or_, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, Message, Outbox, Timer
+from storage.admin_tables import Takeover
+from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, InboundSeen, Message, Outbox, Timer
 
 UPCOMING = ("scheduled", "confirmed", "reschedule_requested", "rescheduled")
+
+
+# The hot path's statements are built once: building a select and its cache key costs more than
+# running it on SQLite. Rows nobody reads back in the same unit (messages, outbox, audit) are written
+# with Core inserts on the session's connection, which skip the ORM's per-object bookkeeping, need no
+# flush to get their ids and do not autoflush what the unit has pending (so a conversation that starts
+# and ends in one message is written once, in its final state).
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+_INSERT_MESSAGE = insert(_table(Message))
+_INSERT_OUTBOX = insert(_table(Outbox))
+_INSERT_AUDIT = insert(_table(AuditLog))
+# RETURNING, not rowcount: psycopg reports -1 for an INSERT that did nothing.
+_SEEN = {
+    "sqlite": sqlite.insert(_table(InboundSeen)).on_conflict_do_nothing().returning(_table(InboundSeen).c.at),
+    "postgresql": postgresql.insert(_table(InboundSeen)).on_conflict_do_nothing().returning(_table(InboundSeen).c.at),
+}
+_CLIENT_BY_PHONE = select(Client).where(Client.phone == bindparam("a"))
+_CLIENT_BY_TELEGRAM = select(Client).where(Client.telegram == bindparam("a"))
+_ACTIVE_CONVERSATION = (
+    select(Conversation)
+    .where(Conversation.client_id == bindparam("c"), Conversation.active == True)  # noqa: E712
+    .order_by(col(Conversation.id).desc())
+    .limit(1)
+)
+_OPEN_ALERT_BY_CLIENT = (
+    select(Alert)
+    .where(col(Alert.status).in_(("open", "acked")), Alert.client_id == bindparam("c"))
+    .order_by(col(Alert.id).desc())
+    .limit(1)
+)
+_NEXT_APPOINTMENT = (
+    select(Appointment)
+    .where(
+        Appointment.client_id == bindparam("c"),
+        col(Appointment.status).in_(UPCOMING),
+        Appointment.start > bindparam("now"),
+    )
+    .order_by(col(Appointment.start))
+    .limit(1)
+)
+_PENDING_TIMERS_OF_CLIENT = select(Timer).where(
+    Timer.done == False,  # noqa: E712
+    Timer.client_id == bindparam("c"),
+    col(Timer.kind).in_(bindparam("kinds", expanding=True)),
+)
+_TAKEN_OVER = select(Takeover.client_id).where(Takeover.client_id == bindparam("c"))
 
 
 def is_postgres(s: Session) -> bool:
@@ -62,31 +114,52 @@ def job_lock(eng: Engine, name: str) -> Iterator[bool]:
 
 
 def client_by_address(s: Session, channel: str, address: str) -> Client | None:
-    if channel == "telegram":
-        return s.exec(select(Client).where(Client.telegram == address)).first()
-    return s.exec(select(Client).where(Client.phone == address)).first()
+    q = _CLIENT_BY_TELEGRAM if channel == "telegram" else _CLIENT_BY_PHONE
+    return s.exec(q, params={"a": address}).first()
 
 
 def active_conversation(s: Session, client_id: str) -> Conversation | None:
-    return s.exec(
-        select(Conversation)
-        .where(Conversation.client_id == client_id, Conversation.active == True)  # noqa: E712
-        .order_by(col(Conversation.id).desc())
-    ).first()
+    return s.exec(_ACTIVE_CONVERSATION, params={"c": client_id}).first()
+
+
+def taken_over(s: Session, client_id: str) -> bool:
+    """True while a person has taken the client's conversation over in the admin pages."""
+    return s.exec(_TAKEN_OVER, params={"c": client_id}).first() is not None
+
+
+def mark_seen(s: Session, channel: str, provider_id: str, at: datetime) -> bool:
+    """Record a provider id; False when it was already there (the webhook came twice)."""
+    stmt = _SEEN.get(s.get_bind().dialect.name)
+    if stmt is None:  # another database: the portable two-step
+        if s.get(InboundSeen, (channel, provider_id)) is not None:
+            return False
+        s.add(InboundSeen(channel=channel, provider_id=provider_id, at=at))
+        s.flush()
+        return True
+    res = s.connection().execute(stmt, {"channel": channel, "provider_id": provider_id, "at": at})
+    return res.first() is not None
+
+
+def add_message(s: Session, **values: Any) -> int:
+    """Insert a messages row; its id."""
+    res: Any = s.connection().execute(_INSERT_MESSAGE, values)
+    return int(res.inserted_primary_key[0])
+
+
+def add_outbox(s: Session, **values: Any) -> None:
+    s.connection().execute(_INSERT_OUTBOX, values)
 
 
 def open_alert(s: Session, client_id: str | None, address: str | None = None) -> Alert | None:
+    if client_id:
+        return s.exec(_OPEN_ALERT_BY_CLIENT, params={"c": client_id}).first()
     q = select(Alert).where(col(Alert.status).in_(("open", "acked")))
     q = q.where(Alert.client_id == client_id) if client_id else q.where(Alert.address == address)
     return s.exec(q.order_by(col(Alert.id).desc())).first()
 
 
 def next_appointment(s: Session, client_id: str, now: datetime) -> Appointment | None:
-    return s.exec(
-        select(Appointment)
-        .where(Appointment.client_id == client_id, col(Appointment.status).in_(UPCOMING), Appointment.start > now)
-        .order_by(col(Appointment.start))
-    ).first()
+    return s.exec(_NEXT_APPOINTMENT, params={"c": client_id, "now": now}).first()
 
 
 def last_lapsed_appointment(s: Session, client_id: str, since: datetime) -> Appointment | None:
@@ -117,6 +190,8 @@ def clinician_bookings(
 def pending_timers(
     s: Session, *, client_id: str | None = None, appointment_id: str | None = None, kinds: Sequence[str] = ()
 ) -> list[Timer]:
+    if client_id is not None and appointment_id is None and kinds:
+        return list(s.exec(_PENDING_TIMERS_OF_CLIENT, params={"c": client_id, "kinds": list(kinds)}))
     q = select(Timer).where(Timer.done == False)  # noqa: E712
     if client_id is not None:
         q = q.where(Timer.client_id == client_id)
@@ -179,4 +254,7 @@ def claim_outbox(s: Session, now: datetime, limit: int = 50) -> list[Outbox]:
 
 
 def audit(s: Session, at: datetime, actor: str, entity: str, entity_id: str, action: str, **detail: object) -> None:
-    s.add(AuditLog(at=at, actor=actor, entity=entity, entity_id=str(entity_id), action=action, detail=dict(detail)))
+    s.connection().execute(
+        _INSERT_AUDIT,
+        {"at": at, "actor": actor, "entity": entity, "entity_id": str(entity_id), "action": action, "detail": detail},
+    )

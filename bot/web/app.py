@@ -26,6 +26,7 @@ from sqlalchemy import text
 from bot import outbox
 from bot.service import Service
 from bot.settings import Settings
+from bot.web.batcher import InboundBatcher
 from bot.web.metrics import CONTENT_TYPE, Metrics
 from bot.web.security import SecurityMiddleware, protect_logs, secret_values
 from channels.sms import TwilioWebhook, WebhookError
@@ -146,8 +147,11 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.run = run
+    batcher = InboundBatcher(svc, run, lanes=1 if svc.db.dialect.name == "sqlite" else 4)
+    app.state.batcher = batcher
     if telegram is not None:
         telegram.run = run
+        telegram.inbound = batcher.submit
     if metrics.on_notes not in svc.observers:
         svc.observers.append(metrics.on_notes)
 
@@ -198,7 +202,7 @@ def create_app(
         except WebhookError as e:
             metrics.rejected.labels("sms", e.reason).inc()
             return Response(status_code=e.status)
-        outcome = "empty" if inb is None else await run(svc.handle_inbound, inb, utcnow())
+        outcome = "empty" if inb is None else await batcher.submit(inb, utcnow())
         metrics.messages_in.labels("sms", outcome).inc()
         metrics.webhook_seconds.labels("sms").observe(time.perf_counter() - t0)
         return Response(EMPTY_TWIML, media_type="text/xml")

@@ -1,0 +1,159 @@
+"""Group commit: a batch of inbound messages in one transaction does exactly what one-by-one does."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import Session, col, select
+
+from bot.config import parse_config
+from bot.service import Service
+from bot.web.batcher import InboundBatcher
+from channels.base import Inbound
+from storage import make_engine
+from storage.migrate import upgrade_url
+from storage.tables import Alert, Appointment, Message, Outbox
+
+T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+CFG = parse_config(
+    {
+        "quiet_hours": {"start": "23:59", "end": "00:00"},
+        "crisis": {"oncall": [{"name": "oc", "phone": "+15555550101"}]},
+        "clinicians": [
+            {
+                "id": "rivera",
+                "tz": "America/New_York",
+                "session_minutes": 50,
+                "availability": {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+            }
+        ],
+    }
+)
+PHONES = [f"+1212555{1000 + i:04d}" for i in range(4)]
+
+# (sender index, text): several clients, one of them writing twice, a crisis, a duplicate id,
+# an unknown sender and a message from the on-call person.
+MESSAGES: list[tuple[str, str, str | None]] = [
+    (PHONES[0], "yes", "SM1"),
+    (PHONES[1], "can we move it to friday afternoon?", "SM2"),
+    (PHONES[0], "thanks!", "SM3"),
+    (PHONES[2], "I want to end my life", "SM4"),
+    (PHONES[3], "STOP", "SM5"),
+    (PHONES[1], "yes", "SM2"),  # the same provider id again: a duplicate
+    ("+12125559999", "hello?", "SM6"),
+    ("+15555550101", "OK", "SM7"),
+]
+
+
+def setup(db_url: str) -> Service:
+    upgrade_url(db_url)
+    svc = Service(CFG, make_engine(db_url))
+    for i, p in enumerate(PHONES):
+        svc.upsert_client({"id": f"c{i}", "name": f"C{i}", "phone": p, "lang": "en", "tz": "America/New_York"}, T0)
+        svc.upsert_appointment(
+            {"id": f"a{i}", "client": f"c{i}", "clinician": "rivera", "start": (T0 + timedelta(days=2)).isoformat()}, T0
+        )
+    return svc
+
+
+def _key(row: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple("" if v is None else str(v) for v in row)
+
+
+def outcome_of(svc: Service) -> dict[str, Any]:
+    with Session(svc.db) as s:
+        return {
+            "in": sorted(
+                ((m.client_id, m.address, m.body) for m in s.exec(select(Message).where(Message.direction == "in"))),
+                key=_key,
+            ),
+            "out": sorted(
+                (
+                    (m.client_id, m.address, m.dialogue, m.step, m.body)
+                    for m in s.exec(select(Message).where(Message.direction == "out"))
+                ),
+                key=_key,
+            ),
+            "outbox": len(list(s.exec(select(Outbox)))),
+            "appointments": sorted((a.id, a.status) for a in s.exec(select(Appointment))),
+            "alerts": [(a.client_id, a.level) for a in s.exec(select(Alert).order_by(col(Alert.id)))],
+        }
+
+
+def inbound(i: int) -> tuple[Inbound, datetime]:
+    sender, text, sid = MESSAGES[i]
+    return Inbound("sms", text, address=sender, provider_id=sid), T0 + timedelta(seconds=i)
+
+
+@pytest.mark.parametrize("split", [[8], [3, 5], [1] * 8])
+def test_a_batch_does_what_one_by_one_does(db_url: str, tmp_path: Any, split: list[int]) -> None:
+    one = setup(f"sqlite:///{tmp_path / 'one.db'}")
+    singles = [one.handle_inbound(*inbound(i)) for i in range(len(MESSAGES))]
+
+    svc = setup(db_url)
+    got: list[str] = []
+    start = 0
+    for n in split:
+        got += svc.handle_inbound_batch([inbound(i) for i in range(start, start + n)])
+        start += n
+    assert got == singles
+    assert "duplicate" in got and "crisis" in got and "opt_out" in got
+    assert outcome_of(svc) == outcome_of(one)
+
+
+def test_a_failing_message_costs_only_itself(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = setup(db_url)
+    real = svc._inbound
+
+    def flaky(u: Any, inb: Inbound) -> str:
+        if inb.text == "thanks!":
+            raise RuntimeError("boom")
+        return real(u, inb)
+
+    monkeypatch.setattr(svc, "_inbound", flaky)
+    batch = [inbound(i) for i in range(4)]
+    with pytest.raises(RuntimeError):
+        svc.handle_inbound_batch(batch)  # one by one after the batch failed: the bad one raises
+    monkeypatch.setattr(svc, "_inbound", real)
+    # Everything before the bad message was committed on its own; the batch's attempt left nothing.
+    with Session(svc.db) as s:
+        bodies = sorted(m.body for m in s.exec(select(Message).where(Message.direction == "in")))
+    assert bodies == ["can we move it to friday afternoon?", "yes"]
+
+
+def test_the_batcher_groups_what_arrives_together(tmp_path: Any) -> None:
+    svc = setup(f"sqlite:///{tmp_path / 'b.db'}")
+    sizes: list[int] = []
+    real = svc.handle_inbound_batch
+
+    def spy(batch: Any) -> list[str]:
+        sizes.append(len(batch))
+        return real(batch)
+
+    svc.handle_inbound_batch = spy  # type: ignore[method-assign]
+
+    async def main() -> list[str]:
+        b = InboundBatcher(svc, asyncio.to_thread, max_batch=3)
+        return await asyncio.gather(*(b.submit(*inbound(i)) for i in range(len(MESSAGES))))
+
+    outcomes = asyncio.run(main())
+    assert outcomes[5] == "duplicate" and outcomes[3] == "crisis"
+    assert sum(sizes) == len(MESSAGES) and max(sizes) <= 3 and len(sizes) < len(MESSAGES)
+
+
+def test_the_batcher_fails_the_webhooks_of_a_batch_that_raises(tmp_path: Any) -> None:
+    svc = setup(f"sqlite:///{tmp_path / 'c.db'}")
+
+    def broken(batch: Any) -> list[str]:
+        raise RuntimeError("database gone")
+
+    svc.handle_inbound_batch = broken  # type: ignore[method-assign]
+
+    async def main() -> list[Any]:
+        b = InboundBatcher(svc, asyncio.to_thread)
+        return await asyncio.gather(*(b.submit(*inbound(i)) for i in range(3)), return_exceptions=True)
+
+    assert all(isinstance(r, RuntimeError) for r in asyncio.run(main()))
