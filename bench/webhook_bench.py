@@ -63,7 +63,7 @@ def phone(i: int) -> str:
 
 
 class Server:
-    def __init__(self, db_url: str, fake: FakeTwilio, workdir: Path):
+    def __init__(self, db_url: str, fake: FakeTwilio, workdir: Path, extra_config: str = ""):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         cfg = workdir / "config.yaml"
@@ -73,7 +73,7 @@ class Server:
             "crisis:\n  oncall:\n    - {name: dr_a, phone: '+15555550101'}\n"
             "clinicians:\n  - {id: rivera, tz: America/New_York, session_minutes: 50,"
             " availability: {mon: ['09:00-17:00'], tue: ['09:00-17:00'], wed: ['09:00-17:00'],"
-            " thu: ['09:00-17:00'], fri: ['09:00-17:00']}}\n",
+            " thu: ['09:00-17:00'], fri: ['09:00-17:00']}}\n" + extra_config,
             encoding="utf-8",
         )
         env = {
