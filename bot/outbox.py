@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import or_
+from sqlalchemy import bindparam, case, or_, update
 from sqlalchemy.engine import Engine as DbEngine
 from sqlmodel import Session, col, select
 
@@ -249,6 +249,24 @@ def recover_stale(db: DbEngine, now: datetime) -> int:
     return len(rows)
 
 
+_OUTBOX = store.table_of(Outbox)
+_MESSAGES = store.table_of(Message)
+_SENT_OUTBOX = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row"))
+    .values(status="sent", provider_id=bindparam("pid"), error=None)
+)
+_SENT_MESSAGE = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("row"))
+    .values(
+        provider_id=bindparam("pid"),
+        error=None,
+        status=case((_MESSAGES.c.status == "queued", "sent"), else_=_MESSAGES.c.status),
+    )
+)
+
+
 def record(
     db: DbEngine,
     row_id: int,
@@ -257,8 +275,16 @@ def record(
     *,
     oncall: Sequence[Any] = (),
     retry_after: float | None = None,
+    message_id: int | None = None,
 ) -> str:
     """Store a send's outcome in one commit. Returns ``sent``, ``retry``, ``failed`` or ``fallback``."""
+    if result.ok and message_id is not None:
+        # The common case, two updates and no reads. A delivery report that raced ahead of us
+        # (delivered before we wrote sent) is not moved back.
+        with db.begin() as c:
+            c.execute(_SENT_OUTBOX, {"row": row_id, "pid": result.provider_id})
+            c.execute(_SENT_MESSAGE, {"row": message_id, "pid": result.provider_id})
+        return "sent"
     with Session(db, expire_on_commit=False) as s:
         row = s.get(Outbox, row_id)
         assert row is not None
@@ -630,7 +656,11 @@ class Worker:
                         self.paces[key].pause(float(retry_after))
         now = self.clock()
         outcome = await self.run(
-            functools.partial(record, oncall=self.oncall, retry_after=retry_after), self.db, r.id, result, now
+            functools.partial(record, oncall=self.oncall, retry_after=retry_after, message_id=r.message_id),
+            self.db,
+            r.id,
+            result,
+            now,
         )
         if result.opted_out and self.on_opted_out is not None:
             try:

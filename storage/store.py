@@ -24,17 +24,19 @@ UPCOMING = ("scheduled", "confirmed", "reschedule_requested", "rescheduled")
 # with Core inserts on the session's connection, which skip the ORM's per-object bookkeeping, need no
 # flush to get their ids and do not autoflush what the unit has pending (so a conversation that starts
 # and ends in one message is written once, in its final state).
-def _table(model: Any) -> Table:
+def table_of(model: Any) -> Table:
+    """A SQLModel class's Core table (for statements built once)."""
     return cast(Table, model.__table__)
 
 
-_INSERT_MESSAGE = insert(_table(Message))
-_INSERT_OUTBOX = insert(_table(Outbox))
-_INSERT_AUDIT = insert(_table(AuditLog))
+_INSERT_MESSAGE = insert(table_of(Message))
+_INSERT_OUTBOX = insert(table_of(Outbox))
+_INSERT_AUDIT = insert(table_of(AuditLog))
 # RETURNING, not rowcount: psycopg reports -1 for an INSERT that did nothing.
+_SEEN_TABLE = table_of(InboundSeen)
 _SEEN = {
-    "sqlite": sqlite.insert(_table(InboundSeen)).on_conflict_do_nothing().returning(_table(InboundSeen).c.at),
-    "postgresql": postgresql.insert(_table(InboundSeen)).on_conflict_do_nothing().returning(_table(InboundSeen).c.at),
+    "sqlite": sqlite.insert(_SEEN_TABLE).on_conflict_do_nothing().returning(_SEEN_TABLE.c.at),
+    "postgresql": postgresql.insert(_SEEN_TABLE).on_conflict_do_nothing().returning(_SEEN_TABLE.c.at),
 }
 _CLIENT_BY_PHONE = select(Client).where(Client.phone == bindparam("a"))
 _CLIENT_BY_TELEGRAM = select(Client).where(Client.telegram == bindparam("a"))
