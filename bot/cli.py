@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dry-run", action="store_true", help="check and report what would change; write nothing")
     q.add_argument("--prune", action="store_true", help="cancel upcoming appointments this source no longer lists")
     q.add_argument("--source", default=None, help="the feed's name (default: the format and the file name)")
+    q.add_argument(
+        "--horizon", default="26w", help="how far ahead recurring iCalendar events become sessions (default 26w)"
+    )
 
     p = sub.add_parser("records", help="records policy: purge, export, key rotation")
     _config_arg(p)
@@ -103,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("username")
     q.add_argument("--role", choices=("admin", "clinician"), default="clinician")
     q.add_argument("--name", default="", help="the name shown on pages and in the audit log")
+    q.add_argument("--clinician", default=None, help="the clinicians id (config.yaml) a clinician-role user sees")
     q = asub.add_parser("set-password", help="set a user's password (ends their sessions)")
     _config_arg(q)
     q.add_argument("username")
@@ -170,8 +174,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bot.imports import run_import
 
         cfg, path = load_config(args.config)
+        from bot.durations import parse_duration
+
+        try:
+            horizon = parse_duration(args.horizon)
+        except ValueError as e:
+            print(f"rapport import: --horizon: {e}", file=sys.stderr)
+            return 2
         return run_import(
-            cfg, path, args.file, args.skip_bad, args.dry_run, args.prune, sys.stdout, sys.stderr, source=args.source
+            cfg,
+            path,
+            args.file,
+            args.skip_bad,
+            args.dry_run,
+            args.prune,
+            sys.stdout,
+            sys.stderr,
+            source=args.source,
+            horizon=horizon,
         )
     if cmd == "records":
         from bot.retention import run_records

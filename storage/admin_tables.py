@@ -24,6 +24,9 @@ class StaffUser(SQLModel, table=True):
     username: str = Field(unique=True, index=True)
     name: str = ""
     role: str = "clinician"  # admin | clinician
+    # The ``clinicians`` id (config.yaml) this person is: a clinician-role user sees that
+    # clinician's clients only (bot/web/admin/scope.py). None for an admin, or not mapped yet.
+    clinician: str | None = None
     password_hash: str
     active: bool = True
     created_at: datetime | None = _ts()

@@ -7,7 +7,7 @@ pages call it); ``run_import`` is the command line around it.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -17,6 +17,7 @@ from bot.config import Config
 from bot.imports.apply import ImportReport, Plan, Progress, apply, count_plan, plan
 from bot.imports.csvfile import FileError, read_csv
 from bot.imports.icsfile import Lookup, read_ics
+from bot.imports.recurrence import HORIZON, Window
 from bot.imports.rows import Problem, RawRow, e164
 from bot.service import Service
 from storage.tables import Client
@@ -64,23 +65,29 @@ def import_bytes(
     prune: bool = False,
     now: datetime | None = None,
     progress: Progress | None = None,
+    horizon: timedelta = HORIZON,
 ) -> ImportReport:
-    """Import one file's bytes. Raises FileError when the file as a whole is unusable."""
+    """Import one file's bytes. Raises FileError when the file as a whole is unusable.
+
+    ``horizon``: how far ahead recurring iCalendar events are expanded into sessions."""
     now = now or datetime.now(UTC)
     fmt = detect_format(name, data)
     src = source or f"{fmt}:{Path(name).name}"
     report = ImportReport(source=src, format=fmt, dry_run=dry_run)
     started = time.monotonic()
     raws: list[RawRow]
+    series: set[str] = set()
+    window = Window.around(now, horizon)
     if fmt == "ics":
-        ics = read_ics(data, _lookup(svc))
+        ics = read_ics(data, _lookup(svc), window)
         raws, pre, report.ignored, report.total = ics.rows, ics.problems, ics.ignored, ics.total
+        series = ics.series
     else:
         csvf = read_csv(data)
         raws, pre, report.total = csvf.rows, csvf.problems, csvf.total
         if csvf.ignored_columns:
             report.notes.append(f"ignored column(s): {', '.join(csvf.ignored_columns)}")
-    p: Plan = plan(svc, raws, src, now, prune=prune, progress=progress, problems=pre)
+    p: Plan = plan(svc, raws, src, now, prune=prune, progress=progress, problems=pre, series=series, window=window)
     report.problems = p.problems
     if p.prune_blocked:
         report.notes.append(f"--prune: {p.prune_blocked}")
@@ -107,6 +114,7 @@ def import_file(
     prune: bool = False,
     now: datetime | None = None,
     progress: Progress | None = None,
+    horizon: timedelta = HORIZON,
 ) -> ImportReport:
     size = path.stat().st_size
     if size > MAX_BYTES:
@@ -121,6 +129,7 @@ def import_file(
         prune=prune,
         now=now,
         progress=progress,
+        horizon=horizon,
     )
 
 
@@ -162,6 +171,7 @@ def run_import(
     out: TextIO,
     err: TextIO,
     source: str | None = None,
+    horizon: timedelta = HORIZON,
 ) -> int:
     """Exit status: 0 imported (or dry run clean), 1 bad rows and nothing imported, 2 unusable file."""
     from storage.db import make_engine, resolve_url
@@ -179,7 +189,14 @@ def run_import(
         bar = ProgressBar(err)
         try:
             report = import_file(
-                svc, path, source=source, skip_bad=skip_bad, dry_run=dry_run, prune=prune, progress=bar
+                svc,
+                path,
+                source=source,
+                skip_bad=skip_bad,
+                dry_run=dry_run,
+                prune=prune,
+                progress=bar,
+                horizon=horizon,
             )
         except FileError as e:
             bar.close()

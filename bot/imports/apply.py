@@ -10,16 +10,19 @@ last import are left alone, so a nightly feed only moves and cancels what change
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from bot.config import Config
+from bot.imports import batch
+from bot.imports.recurrence import Window, series_uid
 from bot.imports.rows import CLIENT_FIELDS, Problem, RawRow, Row, RowError, build_row
 from bot.records import ClientIn, RecordError, validate
 from bot.service import Service
@@ -30,6 +33,10 @@ from storage.writeback_table import ImportItem
 ACTOR = "import"
 SAME = "same as the database"  # an unchanged appointment whose row is new to this source, or whose client changed
 CHUNK = 500
+# Rows per write transaction. Small enough that a chunk holds SQLite's single write lock for a
+# fraction of a second, so a crisis reply arriving mid-import still goes out within its 1 s budget.
+WRITE_CHUNK = 200
+BATCH = True  # WRITE_CHUNK rows per transaction; bench/import_bench.py --per-row turns it off to compare
 Progress = Callable[[str, int, int], None]
 T = TypeVar("T")
 
@@ -48,6 +55,7 @@ class Plan:
     new_clients: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     prune: list[str] = field(default_factory=list)  # appointment ids to cancel
+    vanished: list[str] = field(default_factory=list)  # sessions a recurring event no longer has
     prune_blocked: str | None = None
 
 
@@ -101,6 +109,8 @@ def plan(
     prune: bool,
     progress: Progress | None = None,
     problems: Iterable[Problem] = (),
+    series: Collection[str] = (),
+    window: Window | None = None,
 ) -> Plan:
     cfg: Config = svc.cfg
     p = Plan(problems=list(problems))
@@ -153,14 +163,22 @@ def plan(
             if problem is not None:
                 p.problems.append(problem)
 
+        if series and window is not None:
+            p.vanished = _vanished(s, items, seen_ext, set(series), now, window)
         if prune:
             if unknown_ids:
                 p.prune_blocked = "a row without an appointment id: cannot tell what left the feed, nothing pruned"
             else:
-                gone = [it for ext, it in items.items() if ext not in seen_ext and it.fingerprint != "pruned"]
+                # A series with a bad rule is reported under its UID: its sessions are not "gone".
+                gone = [
+                    it
+                    for ext, it in items.items()
+                    if ext not in seen_ext and series_uid(ext) not in seen_ext and it.fingerprint != "pruned"
+                ]
+                vanished = set(p.vanished)
                 for part in _chunks([it.appointment_id for it in gone]):
                     for a in s.exec(select(Appointment).where(col(Appointment.id).in_(part))):
-                        if a.status in store.UPCOMING and a.start > now:
+                        if a.status in store.UPCOMING and a.start > now and a.id not in vanished:
                             p.prune.append(a.id)
     bad_lines = {pr.line for pr in p.problems}
     p.actions = [a for a in p.actions if a.row.line not in bad_lines]
@@ -169,6 +187,27 @@ def plan(
     p.new_clients &= set(p.clients)
     p.problems.sort(key=lambda pr: pr.line)
     return p
+
+
+def _vanished(
+    s: Session, items: dict[str, ImportItem], seen: dict[str, int], series: set[str], now: datetime, window: Window
+) -> list[str]:
+    """Sessions imported from a recurring event that is still in the feed but no longer has them
+    (the rule ended earlier, an EXDATE was added): cancelled without ``--prune``, because the
+    series being there says what it holds. Only upcoming sessions inside the window: one beyond
+    it may simply not be expanded this time. An event that became recurring drops its old
+    single appointment the same way."""
+    gone = [
+        it.appointment_id
+        for ext, it in items.items()
+        if ext not in seen and it.fingerprint != "pruned" and (ext in series or series_uid(ext) in series)
+    ]
+    out: list[str] = []
+    for part in _chunks(gone):
+        for a in s.exec(select(Appointment).where(col(Appointment.id).in_(part))):
+            if a.status in store.UPCOMING and now < a.start < window.end:
+                out.append(a.id)
+    return out
 
 
 def _check_row(
@@ -234,43 +273,67 @@ def _check_row(
 def apply(
     svc: Service, p: Plan, source: str, now: datetime, report: ImportReport, progress: Progress | None = None
 ) -> None:
-    """Write the plan through the service. Each row is its own transaction; the bookkeeping that
-    makes re-imports idempotent is written every CHUNK rows, so an interrupted import resumes."""
+    """Write the plan through the service, WRITE_CHUNK rows per transaction (``bot.imports.batch``), or
+    one row per transaction when ``BATCH`` is off. Either way the bookkeeping that makes
+    re-imports idempotent is written with the rows, so an interrupted import resumes."""
     started = time.monotonic()
-    for cid, rec in p.clients.items():
-        svc.upsert_client(rec, now, ACTOR)
-        if cid in p.new_clients:
-            report.clients_created += 1
-        else:
-            report.clients_updated += 1
-    done: list[Row] = []
+    clients = list(p.clients.items())
+    if BATCH:
+        for part in _chunks(clients, WRITE_CHUNK):
+            for _pair, new in zip(part, batch.upsert_clients(svc, [r for _c, r in part], now, ACTOR), strict=True):
+                _count_client(report, new)
+    else:
+        for cid, rec in clients:
+            svc.upsert_client(rec, now, ACTOR)
+            _count_client(report, cid in p.new_clients)
     total = len(p.actions)
-    for i, act in enumerate(p.actions, start=1):
-        row = act.row
-        if act.kind in ("create", "move", "update"):
-            data: dict[str, Any] = {"id": row.appointment_id, "client": row.client["id"], "start": row.start}
-            if row.clinician is not None:
-                data["clinician"] = row.clinician
-            if row.minutes is not None:
-                data["minutes"] = row.minutes
-            svc.upsert_appointment(data, now, ACTOR)
-        elif act.kind == "cancel":
+    done = 0
+    for acts in _chunks(p.actions, WRITE_CHUNK):
+        writes = [a.row for a in acts if a.kind in ("create", "move", "update")]
+        same = [a.row for a in acts if a.kind == "unchanged" and a.note == SAME]
+        cancels = [a.row for a in acts if a.kind == "cancel"]
+        if BATCH:
+            if writes or same:
+                # The bookkeeping commits with the rows it describes.
+                remember = functools.partial(_remember_in, source=source, rows=writes + same, now=now)
+                batch.upsert_appointments(svc, writes, now, ACTOR, remember)
+        else:
+            for row in writes:
+                _upsert_one(svc, row, now)
+            _remember(svc, source, writes + same, now)
+        for row in cancels:
             svc.cancel_appointment(row.appointment_id, now, ACTOR)
-        setattr(report, _COUNTER[act.kind], getattr(report, _COUNTER[act.kind]) + 1)
-        if act.kind in ("create", "move", "update", "cancel") or act.note == SAME:
-            done.append(row)
-        if len(done) >= CHUNK:
-            _remember(svc, source, done, now)
-            done = []
-        if progress and (i % 200 == 0 or i == total):
-            progress("importing", i, total)
-    _remember(svc, source, done, now)
+        _remember(svc, source, cancels, now)
+        for act in acts:
+            setattr(report, _COUNTER[act.kind], getattr(report, _COUNTER[act.kind]) + 1)
+        done += len(acts)
+        if progress:
+            progress("importing", done, total)
+    for appt_id in p.vanished:
+        svc.cancel_appointment(appt_id, now, ACTOR)
+        report.cancelled += 1
     for appt_id in p.prune:
         svc.cancel_appointment(appt_id, now, ACTOR)
         report.pruned += 1
-    if p.prune:
-        _mark_pruned(svc, source, p.prune)
+    if p.prune or p.vanished:
+        _mark_pruned(svc, source, p.prune + p.vanished)
     report.seconds = time.monotonic() - started
+
+
+def _count_client(report: ImportReport, new: bool) -> None:
+    if new:
+        report.clients_created += 1
+    else:
+        report.clients_updated += 1
+
+
+def _upsert_one(svc: Service, row: Row, now: datetime) -> None:
+    data: dict[str, Any] = {"id": row.appointment_id, "client": row.client["id"], "start": row.start}
+    if row.clinician is not None:
+        data["clinician"] = row.clinician
+    if row.minutes is not None:
+        data["minutes"] = row.minutes
+    svc.upsert_appointment(data, now, ACTOR)
 
 
 _COUNTER = {
@@ -288,15 +351,20 @@ def count_plan(p: Plan, report: ImportReport) -> None:
     for act in p.actions:
         setattr(report, _COUNTER[act.kind], getattr(report, _COUNTER[act.kind]) + 1)
     report.pruned = len(p.prune)
+    report.cancelled += len(p.vanished)
     report.clients_created = len(p.new_clients)
     report.clients_updated = len(p.clients) - len(p.new_clients)
 
 
 def _remember(svc: Service, source: str, rows: list[Row], now: datetime) -> None:
-    if not rows:
-        return
-    with svc.unit(now) as u:
-        s = u.s
+    if rows:
+        with svc.unit(now) as u:
+            _remember_in(u.s, source=source, rows=rows, now=now)
+
+
+def _remember_in(s: Session, *, source: str, rows: list[Row], now: datetime, stamped: Collection[str] = ()) -> None:
+    """What each row said, so the next import of this source skips what has not changed."""
+    if rows:
         exts = [r.external_id for r in rows]
         have = {
             it.external_id: it
@@ -321,12 +389,18 @@ def _remember(svc: Service, source: str, rows: list[Row], now: datetime) -> None
                 it.appointment_id = r.appointment_id
                 it.last_seen_at = now
                 s.add(it)
-        for r in rows:
-            s.execute(
-                update(Appointment)
-                .where(col(Appointment.id) == r.appointment_id, col(Appointment.external_id).is_(None))
-                .values(external_id=r.external_id)
-            )
+        rows = [r for r in rows if r.appointment_id not in stamped]
+        if not rows:
+            return
+        # One statement, many parameter sets: a single round trip however many rows.
+        table: Any = Appointment.__table__  # type: ignore[attr-defined]
+        stamp = (
+            update(table)
+            .where(table.c.id == bindparam("aid"), table.c.external_id.is_(None))
+            .values(external_id=bindparam("ext"))
+        )
+        s.flush()
+        s.connection().execute(stamp, [{"aid": r.appointment_id, "ext": r.external_id} for r in rows])
 
 
 def _mark_pruned(svc: Service, source: str, appointment_ids: list[str]) -> None:

@@ -7,14 +7,15 @@ property, a ``Client:`` line in DESCRIPTION, else an existing client with the at
 (``ATTENDEE;CN=Ana Silva:tel:+15551234567``) or Telegram chat, else a new client whose id is that
 phone. DESCRIPTION lines ``Key: value`` give the other client fields (the CSV column names).
 Events with no client at all (a lunch break, an all-day block) are not appointments: they are
-listed as ignored, not as errors.
+listed as ignored, not as errors. A recurring event (RRULE/RDATE, with EXDATE and RECURRENCE-ID
+overrides) is one appointment per session inside the import window: ``bot.imports.recurrence``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import icalendar
 
 from bot.imports.csvfile import _ALIAS, FileError, decode
+from bot.imports.recurrence import OverrideError, Series, Window, all_day, expand, is_recurring
 from bot.imports.rows import Problem, RawRow, RowError, e164, end_minutes, local_to_aware
 
 _KEY_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z _-]{0,30}?)\s*:\s*(.*?)\s*$")
@@ -34,6 +36,8 @@ class IcsFile:
     problems: list[Problem]
     ignored: list[Problem]  # events that are not appointments, with why
     total: int
+    window: Window
+    series: set[str] = field(default_factory=set)  # UIDs of the recurring events expanded whole
 
 
 def _event_lines(text: str) -> list[int]:
@@ -66,7 +70,8 @@ def _attendee(ev: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
-def read_ics(data: bytes, lookup: Lookup) -> IcsFile:
+def read_ics(data: bytes, lookup: Lookup, window: Window) -> IcsFile:
+    """Every event as a row; a recurring event as one row per session inside ``window``."""
     text = decode(data)
     if not text.strip():
         raise FileError(1, "the file is empty")
@@ -85,35 +90,73 @@ def read_ics(data: bytes, lookup: Lookup) -> IcsFile:
     method_cancel = str(cal.get("METHOD", "")).upper() == "CANCEL"
     lines = _event_lines(text)
     events = cal.walk("VEVENT")
-    rows: list[RawRow] = []
-    problems: list[Problem] = []
-    ignored: list[Problem] = []
+    out = IcsFile([], [], [], len(events), window=window)
+    series: dict[str, Series] = {}
     for i, ev in enumerate(events):
         line = lines[i] if i < len(lines) else 0
         uid = str(ev.get("UID", "")).strip() or None
+        if uid is not None and is_recurring(ev) and not getattr(ev, "errors", None):
+            s = series.setdefault(uid, Series(uid))
+            if ev.get("RECURRENCE-ID") is not None:
+                s.overrides.append((line, ev))
+            elif s.master is not None:
+                out.problems.append(Problem(line, "uid", f"a second recurring event with UID {uid!r}", uid))
+            else:
+                s.master, s.master_line = ev, line
+            continue
+        _one(out, ev, line, uid, feed_tz, method_cancel, lookup)
+    for s in series.values():
+        if all_day(s):
+            out.ignored.append(Problem(s.master_line, "(event)", "an all-day event is not an appointment", s.uid))
+            continue
         try:
-            raw = _event(ev, line, uid, feed_tz, method_cancel, lookup)
+            occurrences = list(expand(s, window))
+        except OverrideError as e:
+            out.problems.append(Problem(e.line, e.error.field, e.error.message, s.uid))
+            continue
         except RowError as e:
-            problems.append(Problem(line, e.field, e.message, uid))
+            out.problems.append(Problem(s.master_line, e.field, e.message, s.uid))
             continue
-        except _Ignored as e:
-            ignored.append(Problem(line, "(event)", str(e), uid))
-            continue
-        rows.append(raw)
-    return IcsFile(rows, problems, ignored, len(events))
+        if s.master is not None:
+            out.series.add(s.uid)
+        for occ in occurrences:
+            _one(out, occ.event, occ.line, occ.external_id, feed_tz, method_cancel, lookup, occurrence=True)
+    out.rows.sort(key=lambda r: r.line)
+    out.total = len(out.rows) + len(out.problems) + len(out.ignored)  # sessions, not VEVENTs
+    return out
+
+
+def _one(
+    out: IcsFile,
+    ev: Any,
+    line: int,
+    uid: str | None,
+    feed_tz: str | None,
+    method_cancel: bool,
+    lookup: Lookup,
+    occurrence: bool = False,
+) -> None:
+    try:
+        out.rows.append(_event(ev, line, uid, feed_tz, method_cancel, lookup, occurrence))
+    except RowError as e:
+        out.problems.append(Problem(line, e.field, e.message, uid))
+    except _Ignored as e:
+        out.ignored.append(Problem(line, "(event)", str(e), uid))
 
 
 class _Ignored(Exception):
     pass
 
 
-def _event(ev: Any, line: int, uid: str | None, feed_tz: str | None, method_cancel: bool, lookup: Lookup) -> RawRow:
+def _event(
+    ev: Any, line: int, uid: str | None, feed_tz: str | None, method_cancel: bool, lookup: Lookup, occurrence: bool
+) -> RawRow:
     for prop, err in getattr(ev, "errors", []) or []:
         raise RowError(str(prop).lower(), f"unreadable value ({err})")
     if uid is None:
         raise RowError("uid", "missing: every event needs a UID to be imported again safely")
-    if any(ev.get(p) is not None for p in ("RRULE", "RDATE", "RECURRENCE-ID")):
-        raise RowError("rrule", "recurring events are not supported: export each session as its own event")
+    if not occurrence and is_recurring(ev):  # only reached when the UID is missing or unreadable
+        raise RowError("rrule", "a recurring event needs a UID")
     desc = _description_fields(str(ev.get("DESCRIPTION", "")))
     phone, cn = _attendee(ev)
     values: dict[str, Any] = dict(desc)

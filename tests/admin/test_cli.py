@@ -50,3 +50,37 @@ def test_no_password_without_a_terminal(
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert run_admin(args(cfg, "create-user", "rivera", role="admin", name="")) == 1
     assert PASSWORD_ENV in capsys.readouterr().err
+
+
+CLINICIAN_CASES = [
+    ("mapped", "costa", 0, "created clinician costa (clinician costa)", "costa"),
+    ("unknown id", "house", 1, "no clinician 'house'", None),
+    ("not given", None, 0, "created clinician costa", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("clinician", "status", "said", "stored"), [c[1:] for c in CLINICIAN_CASES], ids=[c[0] for c in CLINICIAN_CASES]
+)
+def test_create_user_with_a_clinician(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    clinician: str | None,
+    status: int,
+    said: str,
+    stored: str | None,
+) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("clinicians:\n  - {id: costa, name: Dra. Costa, tz: America/Sao_Paulo}\n", encoding="utf-8")
+    monkeypatch.delenv("RAPPORT_DATABASE_URL", raising=False)
+    monkeypatch.setenv(PASSWORD_ENV, "first password 123")
+    a = args(cfg, "create-user", "costa", role="clinician", name="")
+    a.clinician = clinician
+    assert run_admin(a) == status
+    out = capsys.readouterr()
+    assert said in (out.out if status == 0 else out.err)
+    db = make_engine(f"sqlite:///{tmp_path / 'rapport.db'}")
+    users = {u.username: u.clinician for u in auth.users(db)}
+    db.dispose()
+    assert users == ({"costa": stored} if status == 0 else {})

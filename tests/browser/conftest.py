@@ -76,7 +76,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv = uvicorn.Server(uvicorn.Config(rt.app(), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     t = threading.Thread(target=srv.run, name="uvicorn-browser-test", daemon=True)
     t.start()
-    deadline = time.time() + 20
+    deadline = time.time() + 60  # a loaded CI machine can take a while to import and start
     while time.time() < deadline:
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:

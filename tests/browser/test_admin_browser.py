@@ -122,3 +122,49 @@ def test_a_practice_day_in_the_browser(server: Server, page: Any) -> None:
     expect(page.locator("svg.chart").first).to_contain_text("reference 65%")
     assert "No ratings in this period yet." in page.inner_text("main")
     shot(page, "08-dashboard")
+
+
+def test_users_page_and_a_clinician_seeing_only_their_clients(server: Server, page: Any) -> None:
+    svc = server.svc
+    now = datetime.now(UTC)
+    auth.create_user(svc.db, "boss", PASSWORD, "admin", now, name="Practice Manager")
+    add_client(svc, "c1")
+    add_client(svc, "c2", phone="+15551230002")
+    soon = (now + timedelta(days=3)).isoformat()
+    svc.upsert_appointment({"id": "a1", "client": "c1", "clinician": "rivera", "start": soon}, now)
+    svc.upsert_appointment({"id": "a2", "client": "c2", "start": soon}, now)
+
+    # the admin creates a clinician user mapped to Dr. Rivera
+    page.goto(f"{server.base}/admin/login")
+    page.fill("input[name=username]", "boss")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/admin/appointments")
+    page.click("nav >> text=Users")
+    page.fill("form.user-form input[name=username]", "rivera")
+    page.fill("form.user-form input[name=name]", "Dr Rivera")
+    page.select_option("form.user-form select[name=role]", "clinician")
+    page.select_option("form.user-form select[name=clinician]", "rivera")
+    page.fill("form.user-form input[name=password]", PASSWORD)
+    shot(page, "09-users")
+    page.click("form.user-form >> text=Create user")
+    page.wait_for_url("**/admin/users/*?done=user_created")
+    assert "User created" in page.inner_text("main")
+    shot(page, "10-user-page")
+    page.click("header >> text=Sign out")
+    page.wait_for_url("**/admin/login")
+
+    # the clinician sees their client, not the colleague's, and a guessed URL is a 404
+    page.fill("input[name=username]", "rivera")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/admin/appointments")
+    assert page.locator("nav >> text=Users").count() == 0
+    page.click("nav >> text=Clients")
+    assert page.locator('tr[data-client="c1"]').count() == 1
+    assert page.locator('tr[data-client="c2"]').count() == 0
+    shot(page, "11-clinician-clients")
+    resp = page.goto(f"{server.base}/admin/inbox/c2")
+    assert resp is not None and resp.status == 404
+    assert "No such client" in page.inner_text("main")
+    shot(page, "12-clinician-guessed-url")

@@ -124,7 +124,7 @@ BAD_EVENTS = [
     ("no uid", "DTSTART:20261203T150000Z\r\nATTENDEE:tel:+15551230001", "uid", "missing"),
     ("no dtstart", "UID:u9\r\nATTENDEE:tel:+15551230001", "dtstart", "missing"),
     ("bad dtstart", ev("u9", "DTSTART:2026XX03"), "dtstart", "unreadable"),
-    ("recurring", ev("u9", "DTSTART:20261203T150000Z", "RRULE:FREQ=WEEKLY"), "rrule", "recurring"),
+    ("unreadable rrule", ev("u9", "DTSTART:20261203T150000Z", "RRULE:FREQ=SOMETIMES"), "rrule", "unreadable"),
     ("ends first", ev("u9", "DTSTART:20261203T150000Z", "DTEND:20261203T140000Z"), "end", "ends before"),
     ("bad phone", ev("u9").replace("+15551230001", "+1555"), "phone", "possible phone"),
     ("unknown clinician", ev("u9", "DTSTART:20261203T150000Z", "X-RAPPORT-CLINICIAN:house"), "clinician", "unknown"),

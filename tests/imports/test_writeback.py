@@ -134,7 +134,7 @@ def test_delivery_retries_with_backoff(svc: Service, answers: list[Any], final: 
 
 def test_gives_up_after_the_configured_time_and_can_be_requeued(svc: Service) -> None:
     _queue(svc, "cancelled")
-    cfg = WritebackConfig(url=CFG.url, give_up_after="1h", max_backoff="10m")
+    cfg = WritebackConfig(url=CFG.url, give_up_after=timedelta(hours=1), max_backoff=timedelta(minutes=10))
     t = NOW
     while events(svc)[0].status == "pending":
         deliver_pending(svc.db, t, Receiver(503), cfg, SECRET)

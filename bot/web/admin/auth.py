@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -82,6 +83,7 @@ class Staff:
     name: str
     role: str
     csrf: str
+    clinician: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -96,7 +98,24 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(db: DbEngine, username: str, password: str, role: str, now: datetime, name: str = "") -> StaffUser:
+def check_clinician(clinician: str | None, known: Collection[str] | None) -> str | None:
+    """The clinician id to store: blank is none; with ``known`` given, it must be one of them."""
+    clinician = (clinician or "").strip() or None
+    if clinician is not None and known is not None and clinician not in known:
+        raise UserError(f"clinician: no clinician {clinician!r} in config.yaml")
+    return clinician
+
+
+def create_user(
+    db: DbEngine,
+    username: str,
+    password: str,
+    role: str,
+    now: datetime,
+    name: str = "",
+    clinician: str | None = None,
+    known_clinicians: Collection[str] | None = None,
+) -> StaffUser:
     username = username.strip().lower()
     if not username or len(username) > 64 or not all(c.isalnum() or c in "._-@" for c in username):
         raise UserError("username: 1-64 letters, digits and . _ - @")
@@ -104,11 +123,17 @@ def create_user(db: DbEngine, username: str, password: str, role: str, now: date
         raise UserError(f"role: one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD:
         raise UserError(f"password: at least {MIN_PASSWORD} characters")
+    clinician = check_clinician(clinician, known_clinicians)
     with Session(db, expire_on_commit=False) as s:
         if s.exec(select(StaffUser).where(StaffUser.username == username)).first() is not None:
             raise UserError(f"username: {username!r} exists already")
         u = StaffUser(
-            username=username, name=name.strip(), role=role, password_hash=_hasher.hash(password), created_at=now
+            username=username,
+            name=name.strip(),
+            role=role,
+            clinician=clinician,
+            password_hash=_hasher.hash(password),
+            created_at=now,
         )
         s.add(u)
         s.commit()
@@ -126,6 +151,62 @@ def set_password(db: DbEngine, username: str, password: str) -> None:
         s.add(u)
         s.exec(delete(StaffSession).where(col(StaffSession.user_id) == u.id))
         s.commit()
+
+
+def users(db: DbEngine) -> list[StaffUser]:
+    with Session(db) as s:
+        return list(s.exec(select(StaffUser).order_by(col(StaffUser.username))))
+
+
+def _user(s: Session, user_id: int) -> StaffUser:
+    u = s.get(StaffUser, user_id)
+    if u is None:
+        raise UserError("no such user")
+    return u
+
+
+def _other_active_admin(s: Session, u: StaffUser) -> bool:
+    q = select(StaffUser).where(StaffUser.role == "admin", StaffUser.active == True, StaffUser.id != u.id)  # noqa: E712
+    return s.exec(q).first() is not None
+
+
+def set_active(db: DbEngine, user_id: int, active: bool) -> StaffUser:
+    """Enable or disable a user; disabling ends their sessions at once (not at the next expiry)."""
+    with Session(db, expire_on_commit=False) as s:
+        u = _user(s, user_id)
+        if not active and u.role == "admin" and u.active and not _other_active_admin(s, u):
+            raise UserError("this is the last active admin: nobody could manage users any more")
+        u.active = active
+        s.add(u)
+        if not active:
+            s.exec(delete(StaffSession).where(col(StaffSession.user_id) == u.id))
+        s.commit()
+        return u
+
+
+def update_user(
+    db: DbEngine, user_id: int, role: str, clinician: str | None, known_clinicians: Collection[str] | None, name: str
+) -> StaffUser:
+    """Change a user's role, clinician and name. Their open sessions pick it up on the next page."""
+    if role not in ROLES:
+        raise UserError(f"role: one of {', '.join(ROLES)}")
+    clinician = check_clinician(clinician, known_clinicians)
+    with Session(db, expire_on_commit=False) as s:
+        u = _user(s, user_id)
+        if u.role == "admin" and role != "admin" and u.active and not _other_active_admin(s, u):
+            raise UserError("this is the last active admin: make someone else admin first")
+        u.role, u.clinician, u.name = role, clinician, name.strip()
+        s.add(u)
+        s.commit()
+        return u
+
+
+def reset_password(db: DbEngine, user_id: int, password: str) -> StaffUser:
+    """A new password set by an admin; the user's sessions end (whoever knew the old one is out)."""
+    with Session(db, expire_on_commit=False) as s:
+        u = _user(s, user_id)
+    set_password(db, u.username, password)
+    return u
 
 
 def authenticate(db: DbEngine, username: str, password: str) -> StaffUser | None:
@@ -174,7 +255,7 @@ def current(db: DbEngine, token: str | None, now: datetime) -> Staff | None:
         u = s.get(StaffUser, sess.user_id)
         if u is None or not u.active or u.id is None:
             return None
-        return Staff(u.id, u.username, u.name, u.role, sess.csrf)
+        return Staff(u.id, u.username, u.name, u.role, sess.csrf, u.clinician)
 
 
 def end_session(db: DbEngine, token: str | None) -> None:

@@ -1,7 +1,8 @@
 """``rapport admin create-user`` / ``set-password``: admin page users from the command line.
 
-The argparse lines live in ``bot/cli.py`` (``admin`` with ``create-user USERNAME --role --name`` and
-``set-password USERNAME``); this is what they run."""
+The argparse lines live in ``bot/cli.py`` (``admin`` with ``create-user USERNAME --role --name
+--clinician`` and ``set-password USERNAME``); this is what they run. ``--clinician`` is the
+``clinicians`` id in config.yaml that a clinician-role user is scoped to."""
 
 from __future__ import annotations
 
@@ -41,8 +42,18 @@ def run_admin(args: argparse.Namespace) -> int:
     try:
         password = _password()
         if args.admin_command == "create-user":
-            u = create_user(db, args.username, password, args.role, datetime.now(UTC), name=args.name)
-            print(f"created {u.role} {u.username}")
+            known = [c.id for c in cfg.clinicians] or None
+            u = create_user(
+                db,
+                args.username,
+                password,
+                args.role,
+                datetime.now(UTC),
+                name=args.name,
+                clinician=getattr(args, "clinician", None),
+                known_clinicians=known,
+            )
+            print(f"created {u.role} {u.username}" + (f" (clinician {u.clinician})" if u.clinician else ""))
         else:
             set_password(db, args.username, password)
             print(f"password set for {args.username.strip().lower()}")

@@ -11,6 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bot.service import PRIORITY_REPLY, Service
+from bot.web.admin.scope import ALL, NOBODY, Scope, client_ids, sees
 from storage import store
 from storage.admin_tables import Takeover
 from storage.tables import Alert, Appointment, Client, Message
@@ -23,6 +24,10 @@ class ActionError(ValueError):
     """A staff action that cannot be done; the message is shown on the page."""
 
 
+class NotFound(ActionError):
+    """No such client, or none this person may see: the same answer, so ids cannot be probed."""
+
+
 @dataclass(frozen=True)
 class Day:
     label: str
@@ -30,21 +35,19 @@ class Day:
     rows: list[dict[str, Any]]
 
 
-def appointment_days(svc: Service, now: datetime, days: int = 2) -> list[Day]:
-    """Today's and tomorrow's appointments (in the practice's time zone) with their state."""
+def appointment_days(svc: Service, now: datetime, scope: Scope = ALL, days: int = 2) -> list[Day]:
+    """Today's and tomorrow's appointments (in the practice's time zone) with their state; a
+    clinician sees their own appointments."""
     tz = ZoneInfo(svc.cfg.default_tz)
     today = now.astimezone(tz).date()
     start = datetime.combine(today, time(0), tz)
     end = datetime.combine(today + timedelta(days=days), time(0), tz)
     names = {c.id: c.name or c.id for c in svc.cfg.clinicians}
     with Session(svc.db) as s:
-        appts = list(
-            s.exec(
-                select(Appointment)
-                .where(col(Appointment.start) >= start, col(Appointment.start) < end)
-                .order_by(col(Appointment.start))
-            )
-        )
+        q = select(Appointment).where(col(Appointment.start) >= start, col(Appointment.start) < end)
+        if not scope.everything:
+            q = q.where(Appointment.clinician_id == (scope.clinician or NOBODY))
+        appts = list(s.exec(q.order_by(col(Appointment.start))))
         ids = {a.client_id for a in appts}
         clients = {c.id: c for c in s.exec(select(Client).where(col(Client.id).in_(ids)))} if ids else {}
     out = []
@@ -73,15 +76,16 @@ def appointment_days(svc: Service, now: datetime, days: int = 2) -> list[Day]:
     return out
 
 
-def inbox(svc: Service) -> list[dict[str, Any]]:
+def inbox(svc: Service, scope: Scope = ALL) -> list[dict[str, Any]]:
     """Clients by their latest message, newest first, with open alerts and takeovers marked."""
     with Session(svc.db) as s:
+        latest = select(Message.client_id, func.max(Message.created_at).label("last"), func.count().label("n")).where(
+            col(Message.client_id).is_not(None)
+        )
+        if not scope.everything:
+            latest = latest.where(col(Message.client_id).in_(client_ids(scope)))
         latest = (
-            select(Message.client_id, func.max(Message.created_at).label("last"), func.count().label("n"))
-            .where(col(Message.client_id).is_not(None))
-            .group_by(col(Message.client_id))
-            .order_by(func.max(Message.created_at).desc())
-            .limit(INBOX_LIMIT)
+            latest.group_by(col(Message.client_id)).order_by(func.max(Message.created_at).desc()).limit(INBOX_LIMIT)
         )
         rows = [(str(cid), last, n) for cid, last, n in s.exec(latest)]
         ids = [r[0] for r in rows]
@@ -103,10 +107,11 @@ def inbox(svc: Service) -> list[dict[str, Any]]:
     ]
 
 
-def conversation(svc: Service, client_id: str) -> dict[str, Any] | None:
+def conversation(svc: Service, client_id: str, scope: Scope = ALL) -> dict[str, Any] | None:
+    """None for an unknown client and for one outside the scope alike: a guessed URL learns nothing."""
     with Session(svc.db) as s:
         c = s.get(Client, client_id)
-        if c is None:
+        if c is None or not sees(s, scope, client_id):
             return None
         msgs = list(
             s.exec(
@@ -214,13 +219,27 @@ def welcome_back(svc: Service, client_id: str, by: str, now: datetime) -> int:
         return m
 
 
-def clients(svc: Service) -> list[Client]:
+def clients(svc: Service, scope: Scope = ALL) -> list[Client]:
     with Session(svc.db) as s:
-        return list(s.exec(select(Client).order_by(col(Client.name), col(Client.id)).limit(1000)))
+        q = select(Client)
+        if not scope.everything:
+            q = q.where(col(Client.id).in_(client_ids(scope)))
+        return list(s.exec(q.order_by(col(Client.name), col(Client.id)).limit(1000)))
 
 
-def alerts(svc: Service) -> dict[str, list[Alert]]:
+def alerts(svc: Service, scope: Scope = ALL) -> dict[str, list[Alert]]:
+    """Every open alert for everyone (the on-call person acts on any); resolved ones in scope."""
     with Session(svc.db) as s:
         open_ = list(s.exec(select(Alert).where(col(Alert.status) != "resolved").order_by(col(Alert.id).desc())))
-        done = list(s.exec(select(Alert).where(Alert.status == "resolved").order_by(col(Alert.id).desc()).limit(50)))
+        q = select(Alert).where(Alert.status == "resolved")
+        if not scope.everything:
+            q = q.where(col(Alert.client_id).in_(client_ids(scope)))
+        done = list(s.exec(q.order_by(col(Alert.id).desc()).limit(50)))
     return {"open": open_, "resolved": done}
+
+
+def allowed(svc: Service, scope: Scope, client_id: str) -> None:
+    """Raises NotFound when the person may not act on this client (see bot/web/admin/scope.py)."""
+    with Session(svc.db) as s:
+        if not sees(s, scope, client_id):
+            raise NotFound("No such client.")

@@ -19,13 +19,15 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from bot import stats
 from bot.records import RecordError
 from bot.scripts_check import segments
 from bot.service import Service
 from bot.settings import Settings
-from bot.web.admin import auth, charts, data, overrides
+from bot.web.admin import auth, charts, data, overrides, scope
 from bot.web.admin.auth import Staff
+from bot.web.admin.scope import Scope
+from storage import store
+from storage.admin_tables import ROLES
 
 Run = Callable[..., Awaitable[Any]]
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "admin"
@@ -48,6 +50,10 @@ NOTICES = {
     "resolved": "Alert resolved.",
     "saved": "Override saved: new messages use it now.",
     "reset": "Override removed: the catalog text is back.",
+    "user_created": "User created.",
+    "user_saved": "User saved.",
+    "password_set": "Password set: the user is signed out everywhere.",
+    "user_active": "Done: a disabled user's sessions have ended.",
 }
 
 
@@ -187,7 +193,7 @@ def router(svc: Service, settings: Settings, run: Run, clock: Callable[[], datet
         user = await who(request)
         if user is None:
             return to_login(request)
-        days = await run(data.appointment_days, svc, clock())
+        days = await run(data.appointment_days, svc, clock(), Scope.of(user))
         return page(request, "appointments.html", user, days=days, tz=svc.cfg.default_tz)
 
     @r.get("/inbox")
@@ -195,7 +201,7 @@ def router(svc: Service, settings: Settings, run: Run, clock: Callable[[], datet
         user = await who(request)
         if user is None:
             return to_login(request)
-        rows = await run(data.inbox, svc)
+        rows = await run(data.inbox, svc, Scope.of(user))
         return page(request, "inbox.html", user, rows=rows, tz=svc.cfg.default_tz)
 
     @r.get("/inbox/{client_id}")
@@ -203,7 +209,7 @@ def router(svc: Service, settings: Settings, run: Run, clock: Callable[[], datet
         user = await who(request)
         if user is None:
             return to_login(request)
-        conv = await run(data.conversation, svc, client_id)
+        conv = await run(data.conversation, svc, client_id, Scope.of(user))
         if conv is None:
             return page(request, "error.html", user, 404, message="No such client.")
         return page(request, "conversation.html", user, tz=svc.cfg.default_tz, error=None, **conv)
@@ -216,9 +222,12 @@ def router(svc: Service, settings: Settings, run: Run, clock: Callable[[], datet
             return got
         user, f = got
         try:
+            await run(data.allowed, svc, Scope.of(user), client_id)
             await run(fn, svc, client_id, *[f.get(a, "") for a in args], user.display, clock())
+        except data.NotFound as e:
+            return page(request, "error.html", user, 404, message=str(e))
         except data.ActionError as e:
-            conv = await run(data.conversation, svc, client_id)
+            conv = await run(data.conversation, svc, client_id, Scope.of(user))
             if conv is None:
                 return page(request, "error.html", user, 404, message=str(e))
             return page(request, "conversation.html", user, 422, tz=svc.cfg.default_tz, error=str(e), **conv)
@@ -241,7 +250,7 @@ def router(svc: Service, settings: Settings, run: Run, clock: Callable[[], datet
         user = await who(request)
         if user is None:
             return to_login(request)
-        lists = await run(data.alerts, svc)
+        lists = await run(data.alerts, svc, Scope.of(user))
         return page(request, "alerts.html", user, tz=svc.cfg.default_tz, **lists)
 
     async def alert_action(request: Request, alert_id: str, action: Callable[..., Any], done: str) -> Response:
@@ -270,7 +279,7 @@ def router(svc: Service, settings: Settings, run: Run, clock: Callable[[], datet
         user = await who(request)
         if user is None:
             return to_login(request)
-        d = await run(lambda: stats.dashboard(db, clock(), svc.cfg.retention, tz=svc.cfg.default_tz))
+        d = await run(scope.dashboard, db, clock(), svc.cfg.retention, svc.cfg.default_tz, Scope.of(user))
         return page(
             request, "dashboard.html", user, d=d, error=request.query_params.get("error"), charts=_charts(svc, d)
         )
@@ -282,7 +291,10 @@ def router(svc: Service, settings: Settings, run: Run, clock: Callable[[], datet
             return got
         user, _f = got
         try:
+            await run(data.allowed, svc, Scope.of(user), client_id)
             await run(data.welcome_back, svc, client_id, user.display, clock())
+        except data.NotFound as e:
+            return page(request, "error.html", user, 404, message=str(e))
         except data.ActionError as e:
             return to("/admin/dashboard?error=" + quote(str(e)))
         return to(f"/admin/inbox/{quote(client_id)}?done=sent")
@@ -292,8 +304,147 @@ def router(svc: Service, settings: Settings, run: Run, clock: Callable[[], datet
         user = await who(request)
         if user is None:
             return to_login(request)
-        rows = await run(data.clients, svc)
+        rows = await run(data.clients, svc, Scope.of(user))
         return page(request, "clients.html", user, rows=rows)
+
+    # -- users (admins) -----------------------------------------------------------------------------
+
+    def clinician_names() -> dict[str, str]:
+        return {c.id: c.name or c.id for c in svc.cfg.clinicians}
+
+    def known() -> list[str] | None:
+        # Without clinicians in config.yaml there is nothing to check an id against.
+        return list(clinician_names()) or None
+
+    def users_page(request: Request, user: Staff, status: int = 200, error: str | None = None, **form: str) -> Response:
+        return page(
+            request,
+            "users.html",
+            user,
+            status,
+            users=auth.users(db),
+            roles=ROLES,
+            clinicians=clinician_names(),
+            min_password=auth.MIN_PASSWORD,
+            error=error,
+            form=form,
+        )
+
+    async def admin_page(request: Request) -> Staff | Response:
+        user = await who(request)
+        if user is None:
+            return to_login(request)
+        if not user.is_admin:
+            return page(request, "error.html", user, 403, message="User management is for admins.")
+        return user
+
+    @r.get("/users")
+    async def users(request: Request) -> Response:
+        user = await admin_page(request)
+        if isinstance(user, Response):
+            return user
+        return await run(users_page, request, user)
+
+    @r.post("/users")
+    async def user_create(request: Request) -> Response:
+        got = await posted(request, admin_only=True)
+        if isinstance(got, Response):
+            return got
+        user, f = got
+        fields = {k: f.get(k, "") for k in ("username", "name", "role", "clinician")}
+        try:
+            u = await run(
+                auth.create_user,
+                db,
+                fields["username"],
+                f.get("password", ""),
+                fields["role"],
+                clock(),
+                fields["name"],
+                fields["clinician"],
+                known(),
+            )
+        except auth.UserError as e:
+            msg = str(e)
+            return await run(lambda: users_page(request, user, 422, msg, **fields))
+        return to(f"/admin/users/{u.id}?done=user_created")
+
+    def edit_page(request: Request, user: Staff, target: Any, status: int = 200, error: str | None = None) -> Response:
+        form = {"name": target.name, "role": target.role, "clinician": target.clinician or ""}
+        return page(
+            request,
+            "user_edit.html",
+            user,
+            status,
+            target=target,
+            roles=ROLES,
+            clinicians=clinician_names(),
+            min_password=auth.MIN_PASSWORD,
+            error=error,
+            form=form,
+        )
+
+    def target_of(user_id: str) -> Any:
+        if not user_id.isdigit() or len(user_id) > 18:
+            return None
+        return next((u for u in auth.users(db) if u.id == int(user_id)), None)
+
+    @r.get("/users/{user_id}")
+    async def user_edit(request: Request, user_id: str) -> Response:
+        user = await admin_page(request)
+        if isinstance(user, Response):
+            return user
+        target = await run(target_of, user_id)
+        if target is None:
+            return page(request, "error.html", user, 404, message="No such user.")
+        return edit_page(request, user, target)
+
+    async def user_action(
+        request: Request, user_id: str, fn: Callable[[Staff, int, dict[str, str]], Any], done: str
+    ) -> Response:
+        got = await posted(request, admin_only=True)
+        if isinstance(got, Response):
+            return got
+        user, f = got
+        target = await run(target_of, user_id)
+        if target is None:
+            return page(request, "error.html", user, 404, message="No such user.")
+        try:
+            await run(fn, user, target.id, f)
+        except auth.UserError as e:
+            return edit_page(request, user, await run(target_of, user_id), 422, str(e))
+        return to(f"/admin/users/{target.id}?done={done}")
+
+    @r.post("/users/{user_id}")
+    async def user_update(request: Request, user_id: str) -> Response:
+        def go(user: Staff, uid: int, f: dict[str, str]) -> None:
+            auth.update_user(db, uid, f.get("role", ""), f.get("clinician"), known(), f.get("name", ""))
+            store_audit(user, uid, "user_updated")
+
+        return await user_action(request, user_id, go, "user_saved")
+
+    @r.post("/users/{user_id}/password")
+    async def user_password(request: Request, user_id: str) -> Response:
+        def go(user: Staff, uid: int, f: dict[str, str]) -> None:
+            auth.reset_password(db, uid, f.get("password", ""))
+            store_audit(user, uid, "password_reset")
+
+        return await user_action(request, user_id, go, "password_set")
+
+    @r.post("/users/{user_id}/active")
+    async def user_active(request: Request, user_id: str) -> Response:
+        def go(user: Staff, uid: int, f: dict[str, str]) -> None:
+            active = f.get("active") == "1"
+            if not active and uid == user.id:
+                raise auth.UserError("you cannot disable yourself: ask another admin")
+            auth.set_active(db, uid, active)
+            store_audit(user, uid, "user_enabled" if active else "user_disabled")
+
+        return await user_action(request, user_id, go, "user_active")
+
+    def store_audit(user: Staff, uid: int, what: str) -> None:
+        with svc.unit(clock()) as u:
+            store.audit(u.s, clock(), f"staff:{user.display}", "staff_user", str(uid), what)
 
     # -- the script editor (admins) ------------------------------------------------------------------
 
