@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/soak.py [--minutes 30] [--rate 200] [--clients 2000] [--window 60]
 
-One `rapport serve` process (web, outbox worker and scheduler together, as deployed) on a throwaway
+One `rapport serve` process (web, outbox worker and scheduler together), or with ``--split`` two
+(``--role web`` and ``--role worker``, the deployment docs/deploy.md describes), on a throwaway
 PostgreSQL, Twilio faked on 127.0.0.1. The load is open-loop: signed Twilio webhooks sent on a fixed
 schedule at ``--rate`` per second whatever the answers do (a slow server meets a growing queue, not
 a politely slower client), each a new MessageSid from one of ``--clients`` clients, the same
@@ -10,7 +11,7 @@ ordinary mix as bench/webhook_bench.py plus a crisis message now and then. Every
 appointment whose reminder comes due during the run, so the scheduler fires reminders all along.
 
 Every ``--window`` seconds it prints one line: requests sent and answered, errors, p50/p99/max
-latency, the server's resident memory, the outbox backlog, replies the fake provider received, and
+latency, the server processes' resident memory, the outbox backlog, replies the fake provider received, and
 reminders sent. At the end: the first and last windows side by side and whether anything was lost.
 Everything is on loopback and bounded by ``--minutes``.
 """
@@ -163,6 +164,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--clients", type=int, default=2000)
     ap.add_argument("--window", type=float, default=60)
+    ap.add_argument(
+        "--split", action="store_true", help="two processes: --role web and --role worker (sending, timers)"
+    )
     args = ap.parse_args()
     reason = available()
     if reason:
@@ -172,13 +176,21 @@ def main() -> int:
     pg = PgServer()
     pg.start()
     fake = FakeTwilio().start()
-    server = Server(pg.url, fake, workdir, extra_config="reminders: {offsets: ['2h']}\n")
+    extra = "reminders: {offsets: ['2h']}\n"
+    server = Server(pg.url, fake, workdir, extra_config=extra, role="web" if args.split else "all")
+    worker = Server(pg.url, fake, workdir, extra_config=extra, role="worker") if args.split else None
     try:
         server.wait_ready()
+        if worker is not None:
+            deadline = time.time() + 60
+            while "worker running" not in Path(worker.log.name).read_text() and time.time() < deadline:
+                time.sleep(0.2)
         t0 = time.perf_counter()
         seed(server.base, args.clients, args.minutes)
+        shape = "web + worker processes" if args.split else "one process"
         print(
-            f"rapport soak: {os.cpu_count()} CPUs, PostgreSQL, {args.rate:g} webhooks/s for {args.minutes:g} min, "
+            f"rapport soak: {os.cpu_count()} CPUs, PostgreSQL, {shape}, "
+            f"{args.rate:g} webhooks/s for {args.minutes:g} min, "
             f"{args.clients} clients (seeded in {time.perf_counter() - t0:.0f} s), window {args.window:g} s",
             flush=True,
         )
@@ -187,7 +199,7 @@ def main() -> int:
             flush=True,
         )
         db = psycopg.connect(pg.url, autocommit=True)
-        pid = server.proc.pid
+        pids = [server.proc.pid] + ([worker.proc.pid] if worker is not None else [])
         rows: list[tuple[int, float, float, float]] = []
 
         async def report(w: Window, n: int) -> None:
@@ -196,7 +208,7 @@ def main() -> int:
                 "SELECT count(*) FROM messages WHERE direction = 'out' AND dialogue = 'appointment_reminder'"
                 " AND automated"
             ).fetchone()
-            rss = rss_kb(pid) / 1024
+            rss = sum(rss_kb(p) for p in pids) / 1024
             p50 = pct(w.lat, 50) * 1000 if w.lat else 0.0
             p99 = pct(w.lat, 99) * 1000 if w.lat else 0.0
             mx = max(w.lat) * 1000 if w.lat else 0.0
@@ -236,6 +248,8 @@ def main() -> int:
         db.close()
     finally:
         server.stop()
+        if worker is not None:
+            worker.stop()
         fake.stop()
         pg.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)

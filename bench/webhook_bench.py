@@ -63,7 +63,7 @@ def phone(i: int) -> str:
 
 
 class Server:
-    def __init__(self, db_url: str, fake: FakeTwilio, workdir: Path, extra_config: str = ""):
+    def __init__(self, db_url: str, fake: FakeTwilio, workdir: Path, extra_config: str = "", role: str = "all"):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         cfg = workdir / "config.yaml"
@@ -99,8 +99,10 @@ class Server:
             "127.0.0.1",
             "--port",
             str(self.port),
+            "--role",
+            role,
         ]
-        self.log = open(workdir / "serve.log", "w")  # noqa: SIM115
+        self.log = open(workdir / f"serve-{role}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -242,7 +244,7 @@ def run_one(db: str, n: int, concurrencies: list[int], workdir: Path) -> list[st
             print(rows[-1], flush=True)
     except Exception:
         server.log.flush()
-        print((workdir / "serve.log").read_text()[-3000:], file=sys.stderr)
+        print((workdir / "serve-all.log").read_text()[-3000:], file=sys.stderr)
         raise
     finally:
         server.stop()
