@@ -5,7 +5,7 @@ Usage (from the repository root)::
     .venv/bin/python bench/safety_bench.py [--set FILE ...] [--seconds 2]
 
 For each labelled set (default: every set in ``tests/safety``: ``devset.jsonl``,
-``checkset.jsonl`` and the blind sets ``blindset.jsonl`` .. ``blindset6.jsonl``, each reported
+``checkset.jsonl`` and the blind sets ``blindset.jsonl`` .. ``blindset7.jsonl``, each reported
 on its own) prints recall and precision overall, per language and per category, the categories
 also per language (recall for the crisis categories, share flagged for the others), per
 ``sub``-category where a set has them, whether ``about`` (self/other) was right on the detected
@@ -14,7 +14,8 @@ messages) and the messages it got wrong. For a set other than the dev and check 
 prints the numbers without the messages that repeat a dev/check-set text word for word. Then
 false alerts on the ordinary replies of ``tests/understanding`` (written by another engineer),
 and scans per second over all the sets, with and without a language, and on ordinary replies
-alone.
+alone. ``--against DIR`` also times another source tree (e.g. ``git archive <commit> bot locales``
+unpacked in DIR) against this one, in child processes taking turns.
 
 ``checkset.jsonl`` and the blind sets were written *after* the phrase files, each measured
 before anything was changed for it; tests/safety/README.md has those first-seen numbers (the
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -53,6 +56,7 @@ BLIND_SETS = (
     "blindset4.jsonl",
     "blindset5.jsonl",
     "blindset6.jsonl",
+    "blindset7.jsonl",
 )
 
 # Dev-set categories of messages that must not raise an alert.
@@ -172,6 +176,44 @@ def throughput(
             return n / (wall - wall0), n / max(cpu - cpu0, 1e-9)
 
 
+# One timing child: imports the detector from the tree given as argv[1], scans the messages of
+# the JSON file argv[2] best-of-argv[3] times, prints CPU-time scans/s.
+_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from bot.safety import scan
+msgs = json.load(open(sys.argv[2], encoding="utf-8"))
+for t, lang in msgs:
+    scan(t, lang)
+best = float("inf")
+for _ in range(int(sys.argv[3])):
+    t0 = time.process_time()
+    for t, lang in msgs:
+        scan(t, lang)
+    best = min(best, time.process_time() - t0)
+print(len(msgs) / best)
+"""
+
+
+def compare(trees: Sequence[Path], sample: Sequence[tuple[str, str | None]], rounds: int) -> dict[Path, list[float]]:
+    """Scans/s of each source tree's detector on ``sample``, in child processes taking turns
+    (tree 1, tree 2, tree 1, ...), so a change in the machine's load hits every tree alike."""
+    out: dict[Path, list[float]] = {t: [] for t in trees}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8", delete=False) as fh:
+        json.dump(list(sample), fh)
+        path = fh.name
+    try:
+        for _ in range(rounds):
+            for tree in trees:
+                res = subprocess.run(
+                    [sys.executable, "-c", _CHILD, str(tree), path, "3"], capture_output=True, text=True, check=True
+                )
+                out[tree].append(float(res.stdout.strip()))
+    finally:
+        Path(path).unlink()
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -197,6 +239,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also time the detector with and without the model in turns, best of N passes over all"
         " sets (CPU time; steadier than the timed runs on a shared machine)",
     )
+    ap.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="also time another source tree's detector (a checkout or `git archive` of bot/ and locales/)"
+        " against this one, in child processes taking turns; see --rounds",
+    )
+    ap.add_argument("--rounds", type=int, default=5, help="turns per tree with --against")
     args = ap.parse_args(argv)
 
     here = ROOT / "tests" / "safety"
@@ -260,6 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interleaved, best of {args.interleave} passes (CPU time), all sets with lang, scans/s:")
         for label, secs in best.items():
             print(f"  {label:26}{len(with_lang) / max(secs, 1e-9):>12,.0f}")
+    if args.against:
+        for label, sample in (("all sets with lang", with_lang), ("ordinary replies", ordinary)):
+            rates = compare([args.against.resolve(), ROOT], sample, args.rounds)
+            print(f"side by side, {label} ({len(sample)} messages), {args.rounds} turns each, CPU-time scans/s:")
+            for tree, rs in rates.items():
+                name = "this tree" if tree == ROOT else str(tree)
+                cells = " ".join(f"{r:,.0f}" for r in rs)
+                print(f"  {name:40} best {max(rs):>9,.0f}  median {sorted(rs)[len(rs) // 2]:>9,.0f}  ({cells})")
     return 0
 
 

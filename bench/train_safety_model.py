@@ -14,11 +14,12 @@ trained on every labelled message, plus the ordinary client replies of tests/und
 non-crisis. A message is flagged when the floor flags it or the model's logit reaches the
 threshold; "past and well now" messages stay silent either way.
 
-``--cv``: for each held-out set (blindset2 .. blindset6, blindset, checkset, the understanding
+``--cv``: for each held-out set (blindset2 .. blindset7, blindset, checkset, the understanding
 replies), train on all the other sets and score the held-out one: recall and precision overall,
 per language and per category, the model's own share, false alerts on ordinary replies, for a
-few thresholds. The phrase/concept floor was tuned on every set but blindset6, so only the
-blindset6 fold is clean for both layers; the other folds are clean for the model only.
+few thresholds. The phrase/concept floor has been tuned on every set but blindset6 (and on
+blindset7 in round 2), so the blindset6 fold is the one clean for both layers; the other folds
+are clean for the model only.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from bot.safety.model import MODEL_PATH, Linear, Model, features, to_dict  # noq
 
 SAFETY = ROOT / "tests" / "safety"
 UNDERSTANDING = ROOT / "tests" / "understanding"
-# Explicit on purpose (module doc). blindset7 is the lead's final measurement: never here.
+# Explicit on purpose (module doc). blindset8 is the lead's next measurement: never here.
 TRAIN_SETS = (
     "devset.jsonl",
     "checkset.jsonl",
@@ -52,7 +53,9 @@ TRAIN_SETS = (
     "blindset4.jsonl",
     "blindset5.jsonl",
     "blindset6.jsonl",
+    "blindset7.jsonl",
     "trainset.jsonl",
+    "trainset2.jsonl",
 )
 ORDINARY_SETS = ("devset.jsonl", "checkset.jsonl")  # in tests/understanding: all non-crisis
 CV_FOLDS = (
@@ -61,16 +64,17 @@ CV_FOLDS = (
     "blindset4.jsonl",
     "blindset5.jsonl",
     "blindset6.jsonl",
+    "blindset7.jsonl",
     "blindset.jsonl",
     "checkset.jsonl",
     "understanding",
 )
 CRISIS_CATS = ("direct", "indirect", "plan", "means", "self_harm", "imminent", "other")
-DEFAULT_C = 2.0
+DEFAULT_C = 4.0
 # Weights smaller than this are dropped: half the features go, the --cv numbers do not move
 # (README), and a smaller table keeps the per-message look-ups in the CPU cache.
 PRUNE = 0.1
-DEFAULT_THRESHOLD = 1.0  # logit: probability 0.73; chosen on the --cv table (tests/safety/README.md)
+DEFAULT_THRESHOLD = 0.75  # logit: probability 0.68; chosen on the --cv table and set 7 (tests/safety/README.md)
 
 
 @dataclass

@@ -62,6 +62,7 @@ from .phrases import (
     ConceptToken,
     LangData,
     Phrase,
+    anchor_sets,
     anchors_of,
     load_all,
 )
@@ -119,10 +120,17 @@ class _Compiled:
     by3: dict[str, tuple[tuple[str, tuple[int, ...]], ...]]
     by2: dict[str, tuple[int, ...]]
     always: tuple[int, ...]
+    # the second anchor sets, as bit masks over the numbers (bit i: number i); a number in
+    # ``need2`` runs only when some word also begins with one of its second anchors
+    by3b: dict[str, tuple[tuple[str, int], ...]]
+    by2b: dict[str, int]
+    need2: int
     phrases: dict[str, Phrase]
     regexes: tuple[re.Pattern[str], ...]  # by number: idioms, frames, then patterns
     owners: tuple[Phrase, ...]  # the phrase of pattern number n_idioms + n_frames + i, at i
-    word_cache: dict[str, tuple[tuple[int, ...], int]]  # word -> (_word_hits(word), concept bits); bounded
+    # word -> (numbers its anchors start, as bits; concept family bits; second-anchor bits)
+    word_cache: dict[str, tuple[int, int, int]]
+    always_bits: int
     concepts: _Concepts
 
 
@@ -206,7 +214,13 @@ def build(data: Iterable[LangData]) -> _Compiled:
     patterns = (*others, *selfs)
     idioms = tuple(re.compile(_EDGE_L + "(?:" + src + ")" + _EDGE_R) for src in idiom_srcs)
     frames = tuple(re.compile(_EDGE_L + "(?:" + src + ")" + _EDGE_R) for src in frame_srcs)
-    by3, by2, always = _index([anchors_of(src) for src in (*idiom_srcs, *frame_srcs)] + [p.anchors for p in patterns])
+    srcs = [*idiom_srcs, *frame_srcs, *(p.rx.pattern for p in patterns)]
+    sets = [anchor_sets(src) for src in srcs]
+    by3, by2, always = _index([st[0] if st else None for st in sets])
+    second = [st[1] if len(st) > 1 else None for st in sets]
+    by3s, by2s, _ = _index(second)
+    by3b = {k: tuple((a, _bits(ids)) for a, ids in group) for k, group in by3s.items()}
+    by2b = {k: _bits(ids) for k, ids in by2s.items()}
     words = "|".join(sorted(first_person, key=len, reverse=True)) or "(?!)"
     first_person_re = re.compile(f"(?<![a-z0-9])(?:{words})(?![a-z0-9])")
     return _Compiled(
@@ -222,12 +236,23 @@ def build(data: Iterable[LangData]) -> _Compiled:
         by3=by3,
         by2=by2,
         always=always,
+        by3b=by3b,
+        by2b=by2b,
+        need2=_bits(i for i, st in enumerate(second) if st is not None),
+        always_bits=_bits(always),
         phrases=phrases,
         regexes=(*idioms, *frames, *(p.rx for p in patterns)),
         owners=tuple(p.phrase for p in patterns),
         word_cache={},
         concepts=build_concepts(data, known),
     )
+
+
+def _bits(ids: Iterable[int]) -> int:
+    out = 0
+    for i in ids:
+        out |= 1 << i
+    return out
 
 
 _lock = threading.Lock()
@@ -267,27 +292,49 @@ def _word_hits(c: _Compiled, w: str) -> tuple[int, ...]:
     return tuple(hit)
 
 
+def _word_bits2(c: _Compiled, w: str) -> int:
+    """The numbers (as bits) one of whose second anchors ``w`` begins with."""
+    out = c.by2b.get(w[:2], 0)
+    group = c.by3b.get(w[:3])
+    if group is not None:
+        for anchor, bits in group:
+            if w.startswith(anchor):
+                out |= bits
+    return out
+
+
 _WORD_CACHE_MAX = 100_000
 
 
-def _active(c: _Compiled, words: list[str]) -> tuple[set[int], int]:
-    """Numbers of the idioms and patterns whose anchors begin some word of the message, and the
-    concept families (bits) whose anchor words are in it."""
-    hit: set[int] = set(c.always)
+def _active(c: _Compiled, words: list[str]) -> tuple[list[int], int]:
+    """Numbers of the idioms and patterns whose anchors begin some word of the message (both
+    sets, for the ones with two), in order, and the concept families (bits) whose anchor words
+    are in it."""
+    # Sets of numbers as int bit masks: OR-ing a few hundred bits is cheaper than set updates
+    # and a sort, and reading the bits back from the low end gives the numbers in order.
+    hit = c.always_bits
     mask = 0
+    second = 0
     cache = c.word_cache
     for w in words:
         cached = cache.get(w)
         if cached is None:
-            cached = (_word_hits(c, w), _concept_word(c.concepts, w)[1])
+            cached = (_bits(_word_hits(c, w)), _concept_word(c.concepts, w)[1], _word_bits2(c, w))
             if len(cache) >= _WORD_CACHE_MAX:
                 cache.clear()
             cache[w] = cached
-        ids, bits = cached
-        if ids:
-            hit.update(ids)
+        ids, bits, bits2 = cached
+        hit |= ids
         mask |= bits
-    return hit, mask
+        second |= bits2
+    # a number whose second condition is not in the message cannot match: its search is skipped
+    hit &= ~(c.need2 & ~second)
+    order: list[int] = []
+    while hit:
+        low = hit & -hit
+        order.append(low.bit_length() - 1)
+        hit ^= low
+    return order, mask
 
 
 def prepare(c: _Compiled, text: str) -> tuple[str, list[str]]:
@@ -356,7 +403,7 @@ def floor(c: _Compiled, text: str) -> Floor:
     if active:
         # The numbers are ordered idioms < frames < other-concern patterns < the sender's own,
         # so one sorted pass runs the stages in turn without a per-item dispatch.
-        order = sorted(active)
+        order = active
         n = len(order)
         regexes = c.regexes
         k = 0
@@ -859,7 +906,12 @@ def concept_matches(cc: _Concepts, text: str, needed: int = -1) -> tuple[list[tu
     occ: dict[tuple[int, str], list[tuple[int, int]]] = {}
     for i, w in enumerate(toks):
         cached = cache.get(w)
-        for ei in (cached if cached is not None else _concept_word(cc, w))[0]:
+        if cached is None:
+            cached = _concept_word(cc, w)
+        if not cached[1] & needed:
+            # none of the word's entries belongs to a family a possible rule needs
+            continue
+        for ei in cached[0]:
             e = entries[ei]
             if not e.bit & needed:
                 continue

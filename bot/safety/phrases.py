@@ -45,7 +45,8 @@ language that defines all of its families. See :mod:`.detector` for how they are
 Speed: each pattern is read (with Python's own regex parser) for its *anchors*, a set of word
 beginnings one of which every match must contain, preferring rare words ("suicid", "pills") over
 common ones ("i", "want"). A pattern only runs on a message in which some word starts with one of
-its anchors, so ordinary messages skip almost all of them. Write words in full
+its anchors, so ordinary messages skip almost all of them; a pattern with a second, independent
+set of anchors (another word every match contains) waits for both. Write words in full
 (``(killing|ending) myself``, not ``(kill|end)ing myself``) so they can serve as anchors.
 """
 
@@ -378,12 +379,27 @@ def _walk(items: Any, ws: bool) -> tuple[list[frozenset[str]], bool]:
 
 def anchors_of(src: str) -> frozenset[str] | None:
     """Word beginnings one of which every match of ``src`` contains; None if none can be found."""
+    sets = anchor_sets(src, 1)
+    return sets[0] if sets else None
+
+
+def anchor_sets(src: str, k: int = 2) -> tuple[frozenset[str], ...]:
+    """Up to ``k`` independent anchor sets of ``src``, the rarest first: every match contains a
+    word beginning from *each* of them. Empty when no usable set can be found.
+
+    A second set lets a pattern wait until both of its conditions are in the message: one rare
+    word alone ("matar") still starts many regex searches that a second word ("me", "quiero")
+    rules out, and each search costs about as much as the rest of the message's work.
+    """
     parsed = _sre_parser.parse(src)
     cands, _ = _walk(parsed.data, True)
+    usable = {c for c in cands if c and max(_anchor_cost(a) for a in c) < 10_000}
+    ranked = sorted(usable, key=lambda c: (_anchor_score(c), sorted(c)))
     best = _best(cands)
-    if best is None or max(_anchor_cost(a) for a in best) >= 10_000:
-        return None
-    return best
+    if best is None or best not in usable:
+        return ()
+    # the first set is the one anchors_of always chose; the others follow by rarity
+    return (best, *[c for c in ranked if c != best][: k - 1])
 
 
 def _fuzzy_variants(word: str) -> set[str]:

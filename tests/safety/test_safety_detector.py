@@ -231,6 +231,51 @@ def test_every_example_is_caught_by_its_own_phrase(phrase: object, example: str)
     assert any(p.rx.search(text) for p in own), f"{phrase.id} does not match its example {example!r}"
 
 
+def _labelled_texts() -> list[tuple[str, str | None]]:
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    out: list[tuple[str, str | None]] = []
+    for name in ("devset.jsonl", "checkset.jsonl", "blindset7.jsonl", "trainset2.jsonl"):
+        with (here / name).open(encoding="utf-8") as fh:
+            out.extend((r["text"], r["lang"]) for r in map(json.loads, fh) if r)
+    return out
+
+
+def test_second_anchor_sets_skip_only_searches_that_cannot_match() -> None:
+    """A pattern with two anchor sets waits for both; that must never change a verdict. The
+    same detector with the second condition switched off (``need2=0``) decides alike."""
+    import dataclasses
+
+    c = det.compiled()
+    assert c.need2, "no pattern has a second anchor set"
+    one = dataclasses.replace(c, need2=0, word_cache={})
+    for text, lang in _labelled_texts():
+        assert det.scan_with(c, text, lang) == det.scan_with(one, text, lang), text
+
+
+@pytest.mark.parametrize(
+    ("src", "first", "second"),
+    [
+        # the rarer word first; the second set is another word every match holds
+        ("(want|wanna) to kill myself", {"kill"}, {"myself"}),
+        ("(pienso|pensando) en matar me", {"matar"}, {"pienso", "pensando"}),
+        ("me (quiero|voy a) matar", {"matar"}, {"me"}),  # "me" is cheaper than two words
+        ("suicide", {"suicide"}, None),  # one word: nothing to add
+    ],
+)
+def test_anchor_sets(src: str, first: set[str], second: set[str] | None) -> None:
+    from bot.safety.phrases import anchor_sets
+
+    sets = anchor_sets(src)
+    assert sets[0] == frozenset(first)
+    if second is None:
+        assert len(sets) == 1
+    else:
+        assert sets[1] == frozenset(second)
+
+
 def test_every_pattern_has_anchors() -> None:
     """Patterns, idioms and frames without anchors would run on every message and cost throughput."""
     c = det.compiled()

@@ -91,13 +91,14 @@ def test_about_on_detected(name: str) -> None:
 # ---------------------------------------------------------------------- the blind sets
 #
 # Written after the phrase files, each measured once before anything was changed for it
-# (README.md in this folder has those first-seen numbers). All six were then used: blindset ..
-# blindset5 to improve the phrase and concept layers, all six to train the learned layer
-# (bench/train_safety_model.py), so they are held to the issue's targets like the dev and check
-# sets. The honest measure of unseen wording is leave-one-set-out (the last test here, and
-# `bench/train_safety_model.py --cv`), and the lead's blindset7, which nothing here reads.
+# (README.md in this folder has those first-seen numbers). All seven were then used: blindset ..
+# blindset5 and blindset7 to improve the phrase and concept layers, all seven to train the
+# learned layer (bench/train_safety_model.py), so they are held to the issue's targets like the
+# dev and check sets. The honest measure of unseen wording is leave-one-set-out (the last test
+# here, and `bench/train_safety_model.py --cv`), and the lead's blindset8, which nothing here
+# reads.
 
-BLIND_NAMES = ("blindset", "blindset2", "blindset3", "blindset4", "blindset5", "blindset6")
+BLIND_NAMES = ("blindset", "blindset2", "blindset3", "blindset4", "blindset5", "blindset6", "blindset7")
 BLIND = {name: _rows(HERE / f"{name}.jsonl") for name in BLIND_NAMES}
 SUBS = {"passive", "burden", "goodbye", "giving_away", "past", "negated", "shared_words"}
 
@@ -134,10 +135,16 @@ def test_tuned_blind_sets_meet_the_targets(name: str, use_lang: bool) -> None:
         assert tp / (tp + fn) >= 0.95, lang
 
 
-def test_blindset6_left_out_of_training() -> None:
-    """Generalisation, not memory: the model trained without blindset6 (the one set the phrase
-    and concept layers were never tuned on either) still meets floors on it. First measured
-    0.978 recall / 0.968 precision (README); the floors leave a little room, not a target."""
+# (held-out set, recall floor, precision floor). blindset6: the one set the phrase and concept
+# layers were never tuned on either, measured 0.978 / 0.968 left out (README). blindset7: the
+# floor was tuned on it and trainset2 was written after reading its misses, so its fold is a
+# regression guard only (measured 0.975 / 0.990 left out, README). The floors leave a little room.
+LEFT_OUT = [("blindset6", 0.95, 0.93), ("blindset7", 0.95, 0.95)]
+
+
+@pytest.mark.parametrize(("name", "min_recall", "min_precision"), LEFT_OUT)
+def test_blind_set_left_out_of_training(name: str, min_recall: float, min_precision: float) -> None:
+    """Generalisation, not memory: the model trained without the set still meets floors on it."""
     pytest.importorskip("sklearn")  # the dev extra
     import importlib.util
 
@@ -149,11 +156,12 @@ def test_blindset6_left_out_of_training() -> None:
     sys.modules[spec.name] = train  # its dataclasses look their module up there
     spec.loader.exec_module(train)
     rows = train.load_rows()
-    held = [r for r in rows if r.source == "blindset6.jsonl"]
-    crisis, other = train.fit([r for r in rows if r.source != "blindset6.jsonl"], train.DEFAULT_C)
+    held = [r for r in rows if r.source == f"{name}.jsonl"]
+    assert held
+    crisis, other = train.fit([r for r in rows if r.source != f"{name}.jsonl"], train.DEFAULT_C)
     got = train.verdicts(held, crisis, other, train.DEFAULT_THRESHOLD)
     tp = sum(1 for r, (hit, _) in zip(held, got, strict=True) if r.crisis and hit)
     fn = sum(1 for r, (hit, _) in zip(held, got, strict=True) if r.crisis and not hit)
     fp = sum(1 for r, (hit, _) in zip(held, got, strict=True) if not r.crisis and hit)
-    assert tp / (tp + fn) >= 0.95
-    assert tp / (tp + fp) >= 0.93
+    assert tp / (tp + fn) >= min_recall
+    assert tp / (tp + fp) >= min_precision

@@ -89,9 +89,30 @@ def test_training_reads_an_explicit_list_that_leaves_the_newest_blind_set_out() 
     }
     assert set(lists) == {"TRAIN_SETS", "CV_FOLDS"}
     for names in lists.values():
-        assert all("*" not in n and "blindset7" not in n for n in names)
+        assert all("*" not in n and "blindset8" not in n for n in names)
     # every listed file exists, so a typo cannot silently shrink the training data
     assert all((HERE / n).exists() for n in lists["TRAIN_SETS"])
+
+
+def test_training_paraphrases_repeat_no_measured_message() -> None:
+    """The hand-written training files hold no message of a measured set, word for word after
+    normalising, so a held-out fold never meets its own message through them."""
+    from bot.safety.normalize import normalize
+
+    def texts(*names: str) -> set[str]:
+        return {normalize(r["text"]) for name in names for r in _rows(name)}
+
+    before7 = texts("devset.jsonl", "checkset.jsonl", *(f"blindset{n}.jsonl" for n in ("", 2, 3, 4, 5, 6)))
+    # trainset was written before set 7, whose independent author happened to write one of its
+    # sentences too ("todo mundo ia ficar melhor sem mim"; README); trainset2 came after set 7
+    for name, measured, shared in (
+        ("trainset.jsonl", before7 | texts("blindset7.jsonl"), 1),
+        ("trainset2.jsonl", before7 | texts("blindset7.jsonl"), 0),
+    ):
+        rows = _rows(name)
+        assert rows
+        assert not [r["text"] for r in rows if normalize(r["text"]) in before7], name
+        assert len([r for r in rows if normalize(r["text"]) in measured]) == shared, name
 
 
 # --------------------------------------------------------------------- behind the floor
@@ -102,7 +123,7 @@ def _rows(name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-@pytest.mark.parametrize("name", ["devset.jsonl", "checkset.jsonl", "blindset6.jsonl"])
+@pytest.mark.parametrize("name", ["devset.jsonl", "checkset.jsonl", "blindset6.jsonl", "blindset7.jsonl"])
 def test_the_floor_keeps_every_alert(name: str) -> None:
     c = compiled()
     for r in _rows(name):
@@ -113,7 +134,8 @@ def test_the_floor_keeps_every_alert(name: str) -> None:
 
 
 # Written after the model was trained and scanned once, before anything was changed (the
-# two xfails were missed at first sight and are kept, not tuned away: tests/safety/README.md).
+# two goodbyes were missed at first sight and are kept, not tuned away: tests/safety/README.md;
+# the Portuguese one is still missed, the Spanish one is caught since round 2).
 _MISSED = pytest.mark.xfail(strict=True, reason="missed at first sight (README)")
 FRESH: list[Any] = [
     ("i honestly think my kids would be fine without me around", "en", True, "self"),
@@ -137,7 +159,9 @@ FRESH: list[Any] = [
     ("estoy cansado de estar vivo", "es", True, "self"),
     ("ya deje todo listo para el viernes en la noche", "es", True, "self"),
     ("me quedo mirando el frasco de pastillas del cajon", "es", True, "self"),
-    pytest.param("perdon por todo, cuida a mama por mi", "es", True, "self", marks=_MISSED),
+    # missed at first sight too; caught since round 2 added goodbyes without a goodbye word to
+    # the training text (trainset2.jsonl), so no longer a first-sight result
+    ("perdon por todo, cuida a mama por mi", "es", True, "self"),
     ("mi hermana dice que es una carga y que quiere desaparecer", "es", True, "other"),
     ("llego 10 min tarde, el trafico esta horrible", "es", False, None),
     ("me mandas la direccion otra vez?", "es", False, None),
