@@ -250,6 +250,11 @@ def main() -> int:
         server.stop()
         if worker is not None:
             worker.stop()
+        for log in workdir.glob("serve-*.log"):
+            warnings = [ln for ln in log.read_text().splitlines() if " WARNING " in ln or " ERROR " in ln]
+            if warnings:
+                print(f"{log.name}: {len(warnings)} warnings/errors, the last ones:")
+                print("\n".join(warnings[-5:]))
         fake.stop()
         pg.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -213,13 +213,17 @@ def _check_tz(v: str) -> str:
 
     try:
         ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError) as e:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a key too long for a file name
         raise ValueError(f"unknown time zone {v!r}") from e
     return v
 
 
 class ConfigError(Exception):
     """One clear line: the key, the bad value and, when it came from a file, the line."""
+
+    def __init__(self, message: str):
+        # A key or a YAML reader message may carry line breaks; the promise is one line.
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def _line_index(text: str) -> dict[tuple[str, ...], int]:
@@ -230,7 +234,13 @@ def _line_index(text: str) -> dict[tuple[str, ...], int]:
     except yaml.YAMLError:
         return out
 
+    seen: set[int] = set()
+
     def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        # An alias can point back at its own anchor (``x: &a [*a]``): visit each node once.
+        if id(node) in seen:
+            return
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 p = (*path, str(k.value))
@@ -286,13 +296,21 @@ def load_config(path: str | Path | None = None, overlay: dict[str, Any] | None =
     text = ""
     source = str(p)
     if p.exists():
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line_no = raw.count(b"\n", 0, e.start) + 1
+            raise ConfigError(f"{source}, line {line_no}: not UTF-8 (byte 0x{raw[e.start]:02x})") from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f", line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{source}{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
+            problem = (str(getattr(e, "problem", None) or e).splitlines() or ["?"])[0]
+            raise ConfigError(f"{source}{line}: not valid YAML: {problem}") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
     elif explicit:
         raise ConfigError(f"{source}: no such file")
     else:

@@ -7,13 +7,18 @@ from datetime import timedelta
 
 _RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_SECONDS = 36500 * 86400  # a hundred years
 
 
 def parse_duration(text: str) -> timedelta:
     m = _RE.match(text) if isinstance(text, str) else None
     if not m:
         raise ValueError(f"not a duration (use e.g. 30m, 2h, 1d, 1w): {text!r}")
-    return timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
+    seconds = int(m.group(1)) * _UNIT[m.group(2)]
+    # timedelta overflows near 2.7 million years, and times near the calendar's ends overflow sooner.
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"too long (at most {MAX_SECONDS // 86400}d): {text!r}")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(td: timedelta) -> str:

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.langs import normalize_lang
 
+# Far enough from datetime's limits that any configured offset (bot.durations caps them) stays in range.
+MIN_YEAR, MAX_YEAR = 1900, 2999
+
 
 class RecordError(ValueError):
     def __init__(self, field: str, message: str):
@@ -70,7 +73,7 @@ class ClientIn(_Strict):
 
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as e:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a key too long for a file name
             raise ValueError(f"unknown time zone {v!r}") from e
         return v
 
@@ -96,6 +99,9 @@ class AppointmentIn(_Strict):
     def _aware(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             raise ValueError("needs an offset, e.g. 2026-12-03T15:00:00-03:00")
+        # Reminders and feedback add and subtract durations: near year 1 or 9999 that overflows.
+        if not MIN_YEAR <= v.year <= MAX_YEAR:
+            raise ValueError(f"expected a year between {MIN_YEAR} and {MAX_YEAR}")
         return v
 
 
@@ -103,6 +109,10 @@ def validate(model: type[_Strict], data: Any) -> Any:
     """Validate or raise RecordError naming the first bad field."""
     if not isinstance(data, dict):
         raise RecordError("(body)", "expected a JSON object")
+    for key, value in data.items():
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail at the insert.
+        if isinstance(value, str) and "\x00" in value:
+            raise RecordError(str(key), "contains a NUL character")
     try:
         return model.model_validate(data)
     except ValidationError as e:

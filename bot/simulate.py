@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from bot import outbox
 from bot.config import Config, ConfigError, load_config
-from bot.records import RecordError
+from bot.jsonl import dumps_line
+from bot.records import MAX_YEAR, MIN_YEAR, RecordError
 from bot.service import Service
 from bot.unit import Note
 from channels.base import Inbound
@@ -79,7 +80,7 @@ class Simulator:
     # -- output -----------------------------------------------------------------------------------
 
     def emit(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.write(dumps_line(obj) + "\n")
         self.out.flush()
 
     def _at(self, dt: datetime, tz: str | None) -> str:
@@ -124,6 +125,10 @@ class Simulator:
         except json.JSONDecodeError as e:
             self._ensure_booted()
             self.error(lineno, f"malformed JSON: {e.msg} at column {e.colno}")
+            return 1
+        except RecursionError:
+            self._ensure_booted()
+            self.error(lineno, "malformed JSON: nested too deeply")
             return 1
         if not isinstance(obj, dict):
             self._ensure_booted()
@@ -200,6 +205,9 @@ class Simulator:
             raise LineError(f'"at" is not ISO 8601: {v!r}') from None
         if dt.tzinfo is None:
             raise LineError(f'"at" needs an offset: {v!r}')
+        # The clock runs timers days and years ahead: near datetime's limits that overflows.
+        if not MIN_YEAR <= dt.year <= MAX_YEAR:
+            raise LineError(f'"at" must be between the years {MIN_YEAR} and {MAX_YEAR}: {v!r}')
         return dt
 
     def advance(self, to: datetime) -> None:

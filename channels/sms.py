@@ -130,7 +130,8 @@ class TwilioWebhook:
         if not sid or not raw:
             raise WebhookError(400, "missing MessageSid or MessageStatus")
         code_s = params.first("ErrorCode")
-        code = int(code_s) if code_s.isdigit() else None
+        # isdigit() alone accepts '²' and other non-ASCII digits, which int() refuses.
+        code = int(code_s) if code_s.isascii() and code_s.isdigit() and len(code_s) <= 9 else None
         status = STATUS.get(raw, "")
         error = f"twilio {code}" if code else (f"twilio {raw}" if status in ("failed", "undelivered") else None)
         return StatusReport(sid, status, error, code, params.first("To") or None)

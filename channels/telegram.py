@@ -149,6 +149,35 @@ def normalize_phone(raw: str) -> str | None:
 # -- receiving ------------------------------------------------------------------------------------
 
 
+def _check_readable(u: Update) -> None:
+    """ValueError unless the parts ``handle`` reads have their types: PTB reads a missing or null
+    object (``"chat": null``) as None and a text of another type as is."""
+
+    def text_ok(v: Any) -> bool:
+        return v is None or isinstance(v, str)
+
+    for m in (u.message, u.edited_message):
+        if m is None:
+            continue
+        if m.chat is None or not isinstance(m.chat.id, int):
+            raise ValueError("message without a chat")
+        if not (text_ok(m.text) and text_ok(m.caption)):
+            raise ValueError("message text is not a string")
+        if m.contact is not None and not isinstance(m.contact.phone_number, str):
+            raise ValueError("contact without a phone number")
+    cq = u.callback_query
+    if cq is not None:
+        chat = getattr(cq.message, "chat", None) if cq.message is not None else None
+        who = chat if chat is not None else cq.from_user
+        if who is None or not isinstance(who.id, int) or not text_ok(cq.data):
+            raise ValueError("callback query without a chat or a sender")
+    cm = u.my_chat_member
+    if cm is not None and (
+        cm.chat is None or cm.new_chat_member is None or not isinstance(cm.new_chat_member.status, str)
+    ):
+        raise ValueError("chat member update without a chat or a status")
+
+
 class TelegramAdapter:
     """Turns updates into service calls. Database work runs in threads; PTB calls are awaited."""
 
@@ -184,7 +213,9 @@ class TelegramAdapter:
         ):
             raise ValueError("not a Telegram update")
         try:
-            return Update.de_json(data, self.bot)
+            update = Update.de_json(data, self.bot)
+            _check_readable(update)
+            return update
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             log.warning("update %s unreadable (%s): ignored", data["update_id"], type(e).__name__)
             return Update(update_id=data["update_id"])

@@ -77,15 +77,17 @@ def read_ics(data: bytes, lookup: Lookup, window: Window) -> IcsFile:
         raise FileError(1, "the file is empty")
     try:
         cal = icalendar.Calendar.from_ical(text)
-    except ValueError as e:
-        raise FileError(1, f"not a valid iCalendar file: {e}") from None
+    except (ValueError, OSError) as e:  # OSError: a TZID too long for a file name, looked up as one
+        # icalendar's message can quote the whole file (client names, phones) on many lines.
+        reason = (str(e).splitlines() or ["unreadable"])[0][:200]
+        raise FileError(1, f"not a valid iCalendar file: {reason}") from None
     if cal.name != "VCALENDAR":
         raise FileError(1, f"expected a VCALENDAR, found {cal.name}")
     feed_tz = str(cal.get("X-WR-TIMEZONE")) if cal.get("X-WR-TIMEZONE") else None
     if feed_tz:
         try:
             ZoneInfo(feed_tz)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise FileError(1, f"X-WR-TIMEZONE: unknown time zone {feed_tz!r}") from None
     method_cancel = str(cal.get("METHOD", "")).upper() == "CANCEL"
     lines = _event_lines(text)

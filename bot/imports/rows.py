@@ -109,7 +109,7 @@ def local_to_aware(naive: datetime, tz: str, field_name: str = "start") -> datet
     """A wall-clock time in ``tz``; refuses times that do not exist or happen twice (DST)."""
     try:
         zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise RowError("tz", f"unknown time zone {tz!r}") from None
     early = naive.replace(tzinfo=zone, fold=0)
     late = naive.replace(tzinfo=zone, fold=1)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.jsonl import dumps_line
 from bot.understanding.types import CONTEXTS, Parse
 
 Parser = Callable[[str, str, str, datetime, str], Parse]
@@ -31,7 +32,7 @@ def _field(obj: dict[str, Any], key: str, *, required: bool = True) -> str | Non
 def _now(raw: str, tz: str) -> datetime:
     try:
         zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise LineError(f"unknown time zone {tz!r}") from exc
     try:
         parsed = datetime.fromisoformat(raw)
@@ -80,6 +81,6 @@ def run(stdin: TextIO, stdout: TextIO, parser: Parser) -> int:
         if not line.strip():
             continue
         out = parse_line(line, parser)
-        stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+        stdout.write(dumps_line(out) + "\n")
         stdout.flush()
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
+from starlette.convertors import Convertor, register_url_convertor
 
 from bot.erasure import ErasureRefused, erase_client
 from bot.records import RecordError
@@ -26,6 +27,22 @@ from bot.settings import Settings
 from storage.tables import Alert, Appointment, Client, Message
 
 Run = Callable[..., Awaitable[Any]]
+
+
+class _AnyPath(Convertor[str]):
+    """Starlette's ``path`` is ``.*``, which stops at a newline: ``/api/x%2Fy%0A`` then missed the
+    catch-all and got FastAPI's own 404, with neither the token check nor the error shape."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", _AnyPath())
 Handler = Callable[..., Awaitable[Any]]
 CONVERSATION_LIMIT = 200
 MAX_BODY = 64 * 1024  # one client or appointment is a few hundred bytes
@@ -257,7 +274,8 @@ def router(svc: Service, settings: Settings, run: Run) -> APIRouter:
         return {"alerts": [alert_json(a) for a in rows]}
 
     def _alert_id(raw: str) -> int:
-        if not raw.isdigit():
+        # ASCII digits only ('²'.isdigit() is true, int('²') fails) and within a 64-bit column.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise ApiError(404, "alert", f"unknown alert {raw!r}")
         return int(raw)
 
@@ -303,7 +321,7 @@ def router(svc: Service, settings: Settings, run: Run) -> APIRouter:
     async def resolve_alert(request: Request, alert_id: str) -> Any:
         return await _staff_action(request, alert_id, svc.resolve_alert)
 
-    @r.api_route("/{rest:path}", methods=["GET", "PUT", "POST", "DELETE", "PATCH"])
+    @r.api_route("/{rest:anypath}", methods=["GET", "PUT", "POST", "DELETE", "PATCH"])
     @endpoint
     async def not_found(request: Request, rest: str) -> Any:
         raise ApiError(404, "(path)", f"no such endpoint: /api/{rest}")

@@ -147,7 +147,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.run = run
-    batcher = InboundBatcher(svc, run, lanes=1 if svc.db.dialect.name == "sqlite" else 4)
+    batcher = InboundBatcher(svc, run)
     app.state.batcher = batcher
     if telegram is not None:
         telegram.run = run

@@ -131,11 +131,11 @@ class SecurityMiddleware:
         limit = limit_for(path)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _plain(wrapped, 413, b"request body too large\n")
+            await _too_large(wrapped, path)
             return
         body, tail = await _read_capped(receive, limit)
         if body is None:
-            await _plain(wrapped, 413, b"request body too large\n")
+            await _too_large(wrapped, path)
             return
         await self.app(scope, _replay(body, tail, receive), wrapped)
 
@@ -221,12 +221,20 @@ def _replay(body: bytes, tail: Message | None, receive: Receive) -> Receive:
     return again
 
 
-async def _plain(send: Send, status: int, body: bytes) -> None:
+async def _too_large(send: Send, path: str) -> None:
+    if path.startswith("/api/"):  # the practice API answers in its own error shape (DESIGN §5)
+        body = b'{"error": {"field": null, "message": "request body too large"}}'
+        await _plain(send, 413, body, b"application/json")
+    else:
+        await _plain(send, 413, b"request body too large\n")
+
+
+async def _plain(send: Send, status: int, body: bytes, ctype: bytes = b"text/plain; charset=utf-8") -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
