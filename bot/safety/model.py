@@ -9,7 +9,10 @@ feature:
 - ``p:<first five letters>`` of every word longer than five letters (``matarme``, ``matando``
   share ``p:matar``), so an unseen inflection still counts;
 - ``b:<previous word> <word>`` every pair of neighbours, ``^`` at the start and ``$`` at the end,
-  ``#`` where something was blanked (a pair never spans a blank).
+  ``#`` where something was blanked (a pair never spans a blank);
+- optionally (``grams`` > 0, stored with the weights) ``g:<n letters>`` for every run of ``grams``
+  letters of ``<word>`` (the word between edge marks), so a misspelling the correction table does
+  not know still shares most of its features with the word it misspells.
 
 Two models share that shape: ``crisis`` (its logit against a threshold decides) and ``other``
 (on a crisis message: positive when it is about someone else). The weights are trained offline
@@ -40,7 +43,15 @@ WINDOW = 16
 STEP = 4
 
 
-def features(tokens: Iterable[str]) -> list[str]:
+def char_grams(word: str, n: int) -> list[str]:
+    """The ``g:`` features of one word: every run of ``n`` letters of ``<word>``."""
+    if n <= 0:
+        return []
+    padded = f"<{word}>"
+    return ["g:" + padded[i : i + n] for i in range(len(padded) - n + 1)]
+
+
+def features(tokens: Iterable[str], grams: int = 0) -> list[str]:
     """The features of a token list, as the training script sees them (with repeats).
 
     :meth:`Linear.logit` adds up exactly these features' weights; a test holds the two equal.
@@ -56,6 +67,8 @@ def features(tokens: Iterable[str]) -> list[str]:
         out.append("w:" + t)
         if len(t) > PREFIX:
             out.append("p:" + t[:PREFIX])
+        if grams:
+            out.extend(char_grams(t, grams))
         out.append(f"b:{prev} {t}")
         prev = t
     out.append(f"b:{prev} {_END}")
@@ -68,6 +81,7 @@ class Linear:
 
     bias: float
     weights: Mapping[str, float]
+    grams: int = 0  # letter n-gram length of the g: features (0: none)
     # per word (cached; bounded): its own weight plus its prefix's, and the weights of the pairs
     # it starts (None: it starts none), so one look-up per word serves both
     _words: dict[str, tuple[float, dict[str, float] | None]] = field(default_factory=dict, repr=False)
@@ -83,6 +97,9 @@ class Linear:
         v = self.weights.get("w:" + t, 0.0)
         if len(t) > PREFIX:
             v += self.weights.get("p:" + t[:PREFIX], 0.0)
+        if self.grams:
+            # summed once per distinct word (cached below), so the hot path is unchanged
+            v += sum(self.weights.get(g, 0.0) for g in char_grams(t, self.grams))
         entry = (v, self._pairs.get(t))
         if len(self._words) >= _CACHE_MAX:
             self._words.clear()
@@ -140,7 +157,7 @@ def probability(z: float) -> float:
 
 def from_dict(data: Mapping[str, Any]) -> Model:
     def linear(d: Mapping[str, Any]) -> Linear:
-        return Linear(float(d["bias"]), {str(k): float(v) for k, v in d["weights"].items()})
+        return Linear(float(d["bias"]), {str(k): float(v) for k, v in d["weights"].items()}, int(d.get("grams", 0)))
 
     return Model(
         crisis=linear(data["crisis"]),
@@ -153,7 +170,11 @@ def from_dict(data: Mapping[str, Any]) -> Model:
 
 def to_dict(model: Model) -> dict[str, Any]:
     def linear(m: Linear) -> dict[str, Any]:
-        return {"bias": round(m.bias, 4), "weights": {k: round(v, 4) for k, v in sorted(m.weights.items())}}
+        out: dict[str, Any] = {"bias": round(m.bias, 4)}
+        if m.grams:
+            out["grams"] = m.grams
+        out["weights"] = {k: round(v, 4) for k, v in sorted(m.weights.items())}
+        return out
 
     return {
         "threshold": round(model.threshold, 4),

@@ -237,8 +237,9 @@ def _labelled_texts() -> list[tuple[str, str | None]]:
 
     here = Path(__file__).parent
     out: list[tuple[str, str | None]] = []
-    for name in ("devset.jsonl", "checkset.jsonl", "blindset7.jsonl", "trainset2.jsonl"):
-        with (here / name).open(encoding="utf-8") as fh:
+    names = ("devset", "checkset", "blindset7", "blindset8", "trainset2", "trainset3")
+    for name in names:
+        with (here / f"{name}.jsonl").open(encoding="utf-8") as fh:
             out.extend((r["text"], r["lang"]) for r in map(json.loads, fh) if r)
     return out
 

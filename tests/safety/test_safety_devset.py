@@ -91,14 +91,14 @@ def test_about_on_detected(name: str) -> None:
 # ---------------------------------------------------------------------- the blind sets
 #
 # Written after the phrase files, each measured once before anything was changed for it
-# (README.md in this folder has those first-seen numbers). All seven were then used: blindset ..
-# blindset5 and blindset7 to improve the phrase and concept layers, all seven to train the
-# learned layer (bench/train_safety_model.py), so they are held to the targets like the
-# dev and check sets. The honest measure of unseen wording is leave-one-set-out (the last test
-# here, and `bench/train_safety_model.py --cv`), and the lead's blindset8, which nothing here
+# (README.md in this folder has those first-seen numbers). All eight were then used: blindset ..
+# blindset5, blindset7 and blindset8 to improve the phrase and concept layers, all eight to train
+# the learned layer (bench/train_safety_model.py), so they are held to the targets like
+# the dev and check sets. The honest measure of unseen wording is leave-one-set-out (the last
+# test here, and `bench/train_safety_model.py --cv`), and the lead's blindset9, which nothing here
 # reads.
 
-BLIND_NAMES = ("blindset", "blindset2", "blindset3", "blindset4", "blindset5", "blindset6", "blindset7")
+BLIND_NAMES = ("blindset", "blindset2", "blindset3", "blindset4", "blindset5", "blindset6", "blindset7", "blindset8")
 BLIND = {name: _rows(HERE / f"{name}.jsonl") for name in BLIND_NAMES}
 SUBS = {"passive", "burden", "goodbye", "giving_away", "past", "negated", "shared_words"}
 
@@ -138,8 +138,10 @@ def test_tuned_blind_sets_meet_the_targets(name: str, use_lang: bool) -> None:
 # (held-out set, recall floor, precision floor). blindset6: the one set the phrase and concept
 # layers were never tuned on either, measured 0.978 / 0.968 left out (README). blindset7: the
 # floor was tuned on it and trainset2 was written after reading its misses, so its fold is a
-# regression guard only (measured 0.975 / 0.990 left out, README). The floors leave a little room.
-LEFT_OUT = [("blindset6", 0.95, 0.93), ("blindset7", 0.95, 0.95)]
+# regression guard only (measured 0.975 / 0.995 left out, README). blindset8 likewise since round 3
+# (floor tuned on it, trainset3 written from its misses; measured 0.971 / 1.000 left out, 0.941 /
+# 0.990 without trainset3). The floors leave a little room.
+LEFT_OUT = [("blindset6", 0.95, 0.93), ("blindset7", 0.95, 0.95), ("blindset8", 0.95, 0.95)]
 
 
 @pytest.mark.parametrize(("name", "min_recall", "min_precision"), LEFT_OUT)

@@ -58,6 +58,35 @@ def test_features(tokens: list[str], expected: list[str]) -> None:
     assert mdl.features(tokens) == expected
 
 
+@pytest.mark.parametrize(
+    ("tokens", "grams", "expected"),
+    [
+        (["ab"], 3, ["w:ab", "g:<ab", "g:ab>", "b:^ ab", "b:ab $"]),
+        (["a"], 4, ["w:a", "b:^ a", "b:a $"]),  # shorter than a gram with its edges: none
+        (["#", "xy"], 2, ["b:^ #", "w:xy", "g:<x", "g:xy", "g:y>", "b:# xy", "b:xy $"]),
+    ],
+)
+def test_letter_gram_features(tokens: list[str], grams: int, expected: list[str]) -> None:
+    assert mdl.features(tokens, grams) == expected
+
+
+@pytest.mark.parametrize("tokens", TOKENS)
+def test_logit_with_letter_grams_is_the_sum_of_the_feature_weights(tokens: list[str]) -> None:
+    # a made-up table: the g: weights must be added once per occurrence of the word, like the rest
+    lin = mdl.Linear(-0.5, {"g:<qu": 0.3, "g:ero": 0.7, "g:sum": -1.1, "w:i": 0.2, "p:matar": 0.4, "b:# sumir": 0.9}, 3)
+    want = lin.bias + sum(lin.weights.get(f, 0.0) for f in mdl.features(tokens, 3))
+    assert math.isclose(lin.logit(tokens), want, abs_tol=1e-9)
+    assert math.isclose(lin.logit(tokens), want, abs_tol=1e-9)
+    again = mdl.from_dict(
+        {
+            "threshold": 0.0,
+            "crisis": mdl.to_dict(mdl.Model(lin, lin, 0.0, math.inf, {}))["crisis"],
+            "other": {"bias": 0.0, "weights": {}},
+        }
+    )
+    assert math.isclose(again.crisis.logit(tokens), want, abs_tol=1e-3)
+
+
 def test_round_trip_keeps_every_score(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     path.write_text(json.dumps(mdl.to_dict(MODEL)), encoding="utf-8")
@@ -89,7 +118,8 @@ def test_training_reads_an_explicit_list_that_leaves_the_newest_blind_set_out() 
     }
     assert set(lists) == {"TRAIN_SETS", "CV_FOLDS"}
     for names in lists.values():
-        assert all("*" not in n and "blindset8" not in n for n in names)
+        # blindset9 is being written for the lead's next first-sight measurement
+        assert all("*" not in n and "blindset9" not in n for n in names)
     # every listed file exists, so a typo cannot silently shrink the training data
     assert all((HERE / n).exists() for n in lists["TRAIN_SETS"])
 
@@ -105,9 +135,12 @@ def test_training_paraphrases_repeat_no_measured_message() -> None:
     before7 = texts("devset.jsonl", "checkset.jsonl", *(f"blindset{n}.jsonl" for n in ("", 2, 3, 4, 5, 6)))
     # trainset was written before set 7, whose independent author happened to write one of its
     # sentences too ("todo mundo ia ficar melhor sem mim"; README); trainset2 came after set 7
+    # trainset3 came after set 8 and repeats nothing of it or of the earlier training files
+    after8 = before7 | texts("blindset7.jsonl", "blindset8.jsonl", "trainset.jsonl", "trainset2.jsonl")
     for name, measured, shared in (
         ("trainset.jsonl", before7 | texts("blindset7.jsonl"), 1),
         ("trainset2.jsonl", before7 | texts("blindset7.jsonl"), 0),
+        ("trainset3.jsonl", after8, 0),
     ):
         rows = _rows(name)
         assert rows
@@ -135,8 +168,7 @@ def test_the_floor_keeps_every_alert(name: str) -> None:
 
 # Written after the model was trained and scanned once, before anything was changed (the
 # two goodbyes were missed at first sight and are kept, not tuned away: tests/safety/README.md;
-# the Portuguese one is still missed, the Spanish one is caught since round 2).
-_MISSED = pytest.mark.xfail(strict=True, reason="missed at first sight (README)")
+# the Spanish one is caught since round 2, the Portuguese one since round 3).
 FRESH: list[Any] = [
     ("i honestly think my kids would be fine without me around", "en", True, "self"),
     ("im so tired of being alive", "en", True, "self"),
@@ -151,7 +183,9 @@ FRESH: list[Any] = [
     ("to cansado de estar vivo", "pt_BR", True, "self"),
     ("ja deixei tudo arrumado pra sexta a noite", "pt_BR", True, "self"),
     ("fico olhando pro vidro de remedio na gaveta", "pt_BR", True, "self"),
-    pytest.param("desculpa por tudo, cuida da mae por mim", "pt_BR", True, "self", marks=_MISSED),
+    # missed at first sight; caught since round 3 (trainset3's goodbyes that hand over a pet or a
+    # person: "cuida bem do meu cachorro por mim"), so no longer a first-sight result
+    ("desculpa por tudo, cuida da mae por mim", "pt_BR", True, "self"),
     ("minha irma vive dizendo que e um peso e quer sumir", "pt_BR", True, "other"),
     ("vou chegar 10 min atrasada, transito horrivel", "pt_BR", False, None),
     ("me manda o endereco de novo?", "pt_BR", False, None),
@@ -202,6 +236,23 @@ def test_model_verdicts_name_the_model(text: str, lang: str | None, matched: tup
         "dead tired",
         "years ago i wanted to die but i'm in a really good place now",  # past and well now
         "há anos pensei em me matar, hoje to bem",
+        # round 3 (set 8's false alerts, as classes; each of these alerted before it)
+        "my cousin took her own life 6 years ago, i miss her but i'm doing well",  # grief at a distance
+        "meu tio se matou faz 10 anos, hoje é o aniversario dele",
+        "faz uns 4 anos eu pensava em morrer, hoje to bem",  # "uns": past and well now
+        "hace unos 3 años quería morirme, hoy estoy feliz",
+        "the gp asked if i'd been having dark thoughts and i said no",  # "if I'd": a denial
+        "to pra baixo mas nao é nada de me matar, relaxa",
+        "terminé de leer el escuadrón suicida, buenísimo",  # a title
+        "a true crime podcast about a murder suicide in ohio",
+        "vou doar minhas coisas porque vou me mudar pra curitiba",  # giving away before a move
+        "voy a regalar todas mis cosas porque me mudo a madrid",
+        "giving away all my stuff because we're moving abroad",
+        "mi despedida del trabajo fue hoy, regalé mis cosas del escritorio",  # a farewell at work
+        "today was my farewell at the office, said goodbye to everyone and cried",
+        "if i get one more email about this i'll die",  # one more X and I'll die
+        "se eu tiver que ir em mais uma reuniao eu morro",
+        "vou me jogar na promoção de natal",
     ],
 )
 def test_idioms_negations_and_past_stay_quiet(text: str) -> None:
@@ -257,3 +308,22 @@ def test_many_ordinary_replies_in_one_long_message_stay_quiet() -> None:
             texts.extend(json.loads(line)["text"] for line in fh if line.strip())
     assert len(texts) > 500
     assert not scan(". ".join(texts)).crisis
+
+
+@pytest.mark.parametrize(
+    ("text", "matched"),
+    [
+        # round 3: classes set 8 showed the floor lacked (new sentences, not set 8's)
+        ("texting this from the roof of my building", "en.concept.at_place"),
+        ("please cancel my sessions, i won't be needing them. it was good knowing you", "en.indirect.goodbye_more"),
+        ("ya no la voy a necesitar, fue un placer conocerte", "es.indirect.despedida"),
+        ("nao vou precisar mais das consultas, foi muito bom te conhecer", "pt.indirect.despedida"),
+        ("i've been hoarding my quetiapine", "en.concept.meds_hoard"),
+        ("estoy guardando la sertralina desde hace semanas", "es.concept.meds_hoard"),
+        ("busquei quanto tempo leva o monoxido do carro na garagem fechada", "pt.concept.car_exhaust"),
+    ],
+)
+def test_floor_classes_of_round_3(text: str, matched: str) -> None:
+    res = scan_with(compiled(), text, None, None)
+    assert res.crisis
+    assert matched in res.matched
