@@ -37,21 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook_bench import PUBLIC, TOKEN, Server, pct  # noqa: E402
+from webhook_bench import PUBLIC, TEXTS, TOKEN, Server, pct  # noqa: E402
 
 from tests.channels.fakes import FakeTwilio  # noqa: E402
 from tests.pgserver import PgServer, available  # noqa: E402
 
-TEXTS = [
-    "yes",
-    "Yes, see you then",
-    "what time is my appointment?",
-    "can we move it to friday afternoon?",
-    "thanks!",
-    "ok",
-    "I might be a bit late",
-    "sim, confirmo",
-]
 CRISIS_EVERY = 500  # one message in this many is a crisis message (an alert, a reply, a staff page)
 
 

@@ -44,6 +44,7 @@ from bot.understanding.types import Parse
 from bot.unit import Note, Unit
 from channels.base import Inbound
 from storage import store
+from storage.admin_tables import taken_over
 from storage.tables import (
     Alert,
     Appointment,
@@ -332,7 +333,7 @@ class Service:
         if client.opted_out:
             return "opted_out"
         # 5b. a person took the conversation over in the admin: recorded above, the scripts stay quiet
-        if store.taken_over(s, client.id):
+        if taken_over(s, client.id):
             return "taken_over"
 
         # 6-8. understand, resume or start, act

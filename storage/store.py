@@ -13,7 +13,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from storage.admin_tables import Takeover
 from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, InboundSeen, Message, Outbox, Timer
 
 UPCOMING = ("scheduled", "confirmed", "reschedule_requested", "rescheduled")
@@ -67,7 +66,6 @@ _PENDING_TIMERS_OF_CLIENT = select(Timer).where(
     Timer.client_id == bindparam("c"),
     col(Timer.kind).in_(bindparam("kinds", expanding=True)),
 )
-_TAKEN_OVER = select(Takeover.client_id).where(Takeover.client_id == bindparam("c"))
 
 
 def is_postgres(s: Session) -> bool:
@@ -124,20 +122,9 @@ def active_conversation(s: Session, client_id: str) -> Conversation | None:
     return s.exec(_ACTIVE_CONVERSATION, params={"c": client_id}).first()
 
 
-def taken_over(s: Session, client_id: str) -> bool:
-    """True while a person has taken the client's conversation over in the admin pages."""
-    return s.exec(_TAKEN_OVER, params={"c": client_id}).first() is not None
-
-
 def mark_seen(s: Session, channel: str, provider_id: str, at: datetime) -> bool:
     """Record a provider id; False when it was already there (the webhook came twice)."""
-    stmt = _SEEN.get(s.get_bind().dialect.name)
-    if stmt is None:  # another database: the portable two-step
-        if s.get(InboundSeen, (channel, provider_id)) is not None:
-            return False
-        s.add(InboundSeen(channel=channel, provider_id=provider_id, at=at))
-        s.flush()
-        return True
+    stmt = _SEEN[s.get_bind().dialect.name]  # storage.db opens SQLite or PostgreSQL only
     res = s.connection().execute(stmt, {"channel": channel, "provider_id": provider_id, "at": at})
     return res.first() is not None
 

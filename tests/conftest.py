@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -22,6 +23,13 @@ def pg_url() -> Iterator[str]:
     if given:
         yield given
         return
+    with throwaway_pg() as srv:
+        yield srv.url
+
+
+@contextmanager
+def throwaway_pg() -> Iterator[PgServer]:
+    """A PostgreSQL server of our own; skipped where none can start, a failure in CI."""
     reason = available()
     if reason:
         if os.environ.get("CI"):
@@ -30,7 +38,7 @@ def pg_url() -> Iterator[str]:
     srv = PgServer()
     srv.start()
     try:
-        yield srv.url
+        yield srv
     finally:
         srv.cleanup()
 

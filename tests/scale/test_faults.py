@@ -38,7 +38,8 @@ from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from tests.channels.fakes import FakeTwilio, running
-from tests.pgserver import PgServer, available, free_port
+from tests.conftest import throwaway_pg
+from tests.pgserver import PgServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -163,17 +164,8 @@ def _ceil_minute(t: datetime) -> datetime:
 
 @pytest.fixture
 def pg() -> Iterator[PgServer]:
-    reason = available()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {reason}")
-        pytest.skip(f"no PostgreSQL here: {reason}")
-    srv = PgServer()
-    srv.start()
-    try:
+    with throwaway_pg() as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 def test_three_processes_killed_at_random_and_a_database_restart_lose_and_double_nothing(

@@ -109,13 +109,18 @@ def test_serve_starts_migrates_serves_the_simulator_and_stops_on_sigterm(tmp_pat
     assert "Application shutdown complete" in log and "rapport.server stopped" in log
 
 
+def wait_for_worker(proc: Proc, log: Path, timeout: float = 60) -> None:
+    """Until the worker says it runs: a loaded machine can take several seconds to start one."""
+    deadline = time.time() + timeout
+    while "worker running" not in log.read_text() and time.time() < deadline:
+        assert proc.p.poll() is None, log.read_text()
+        time.sleep(0.2)
+
+
 def test_worker_role_runs_without_a_web_app(tmp_path: Path, config: Path) -> None:
     env = {"RAPPORT_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"}
     proc = Proc(["--config", str(config), "--role", "worker"], env, tmp_path / "worker.log")
-    deadline = time.time() + 60  # a loaded machine starts slowly; SIGTERM before the handler is a kill
-    while "worker running" not in (tmp_path / "worker.log").read_text() and time.time() < deadline:
-        assert proc.p.poll() is None, (tmp_path / "worker.log").read_text()
-        time.sleep(0.2)
+    wait_for_worker(proc, tmp_path / "worker.log")  # SIGTERM before its handler is installed is a kill
     assert proc.p.poll() is None, (tmp_path / "worker.log").read_text()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{proc.base}/healthz", timeout=1)
@@ -136,9 +141,7 @@ def test_web_and_worker_processes_on_postgres_wake_by_notify(
     try:
         web.wait_healthy()
         worker = Proc(["--config", str(config), "--role", "worker"], env, tmp_path / "worker.log")
-        deadline = time.time() + 60  # until the worker is listening
-        while "worker running" not in (tmp_path / "worker.log").read_text() and time.time() < deadline:
-            time.sleep(0.2)
+        wait_for_worker(worker, tmp_path / "worker.log")  # until it is listening
         time.sleep(0.5)
         httpx.put(
             web.base + "/api/clients/c1",
