@@ -25,6 +25,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeProvider:
+    # python-telegram-bot's tests run one event loop per call, which a pooled connection would outlive.
+    keep_alive = False
+
     def __init__(self) -> None:
         self.plan: list[Any] = []
         self.down = False  # drop every connection without an answer
@@ -33,6 +36,9 @@ class FakeProvider:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive (as the real API) where the client library pools connections across calls.
+            protocol_version = "HTTP/1.1" if outer.keep_alive else "HTTP/1.0"
+
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 pass
 
@@ -101,6 +107,8 @@ class FakeProvider:
 
 class FakeTwilio(FakeProvider):
     """``/2010-04-01/Accounts/{sid}/Messages.json``: create (POST) and list (GET)."""
+
+    keep_alive = True
 
     def __init__(self, account_sid: str = "AC" + "0" * 32, auth_token: str = "secret-auth-token"):
         self.account_sid = account_sid
