@@ -8,7 +8,9 @@ signed Twilio webhooks (twilio's RequestValidator), each a new MessageSid, sprea
 with an upcoming appointment, in a mix of ordinary replies (confirmations, questions, reschedule
 requests, thanks). Latency is the HTTP round trip as the load generator sees it; a webhook answers
 only after the message, its reply and its outbox row are committed. After each run the bench waits
-for the outbox to drain and reports how long the replies took to reach the provider.
+for the outbox to drain and reports how long the replies took to reach the provider, and the server
+process's CPU time per message over the run and the drain (`cpu ms`, Linux). ``--role web`` runs the
+webhook side alone (no sends), to split the cost.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Server:
             "--role",
             role,
         ]
+        self.sends = role != "web"
         self.log = open(workdir / f"serve-{role}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -201,6 +204,15 @@ def pct(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_drained(fake: FakeTwilio, expected: int, timeout: float = 120) -> float:
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
@@ -210,7 +222,7 @@ def wait_drained(fake: FakeTwilio, expected: int, timeout: float = 120) -> float
     return time.perf_counter() - t0
 
 
-def run_one(db: str, n: int, concurrencies: list[int], workdir: Path) -> list[str]:
+def run_one(db: str, n: int, concurrencies: list[int], workdir: Path, role: str = "all") -> list[str]:
     pg: PgServer | None = None
     if db == "postgres":
         reason = available()
@@ -222,7 +234,7 @@ def run_one(db: str, n: int, concurrencies: list[int], workdir: Path) -> list[st
     else:
         url = f"sqlite:///{workdir / 'bench.db'}"
     fake = FakeTwilio().start()
-    server = Server(url, fake, workdir)
+    server = Server(url, fake, workdir, role=role)
     rows = []
     try:
         server.wait_ready()
@@ -234,17 +246,20 @@ def run_one(db: str, n: int, concurrencies: list[int], workdir: Path) -> list[st
             before = len(fake.messages)
             reqs = requests_for(fake.auth_token, n, offset)
             offset += n
+            cpu0 = cpu_seconds(server.proc.pid)
             wall, lat, errors = asyncio.run(load(server.base, reqs, c))
-            drain = wait_drained(fake, before + n - errors)
+            drain = wait_drained(fake, before + n - errors) if server.sends else 0.0
+            # the server's CPU over the load and the drain: what one message costs it, sends included
+            cpu = cpu_seconds(server.proc.pid) - cpu0
             sent = len(fake.messages) - before
             rows.append(
                 f"{db:9} {c:>4} {n:>6} {n / wall:>9.0f} {pct(lat, 50) * 1000:>8.1f} {pct(lat, 99) * 1000:>8.1f}"
-                f" {statistics.mean(lat) * 1000:>8.1f} {errors:>6} {sent:>6} {drain:>8.2f}"
+                f" {statistics.mean(lat) * 1000:>8.1f} {errors:>6} {sent:>6} {drain:>8.2f} {cpu * 1000 / n:>7.2f}"
             )
             print(rows[-1], flush=True)
     except Exception:
         server.log.flush()
-        print((workdir / "serve-all.log").read_text()[-3000:], file=sys.stderr)
+        print(Path(server.log.name).read_text()[-3000:], file=sys.stderr)
         raise
     finally:
         server.stop()
@@ -259,17 +274,20 @@ def main() -> int:
     ap.add_argument("--db", default="sqlite,postgres")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument(
+        "--role", default="all", choices=("all", "web"), help="web: the webhook side alone (no sends; deploy guide §7)"
+    )
     args = ap.parse_args()
     concurrencies = [int(x) for x in args.concurrency.split(",")]
     print(
         f"rapport webhook bench: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
         f"{args.requests} signed Twilio webhooks per run, {CLIENTS} clients"
     )
-    print("db        conc   reqs    msg/s   p50 ms   p99 ms  mean ms errors  sent  drain s")
+    print("db        conc   reqs    msg/s   p50 ms   p99 ms  mean ms errors  sent  drain s  cpu ms")
     for db in args.db.split(","):
         workdir = Path(tempfile.mkdtemp(prefix=f"rapport-bench-{db}-"))
         try:
-            run_one(db.strip(), args.requests, concurrencies, workdir)
+            run_one(db.strip(), args.requests, concurrencies, workdir, args.role)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0

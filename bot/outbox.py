@@ -267,6 +267,16 @@ _SENT_MESSAGE = (
 )
 
 
+def record_sent(db: DbEngine, sent: Sequence[tuple[int, int, str | None]]) -> None:
+    """Successful sends, ``(outbox row, message id, provider id)``, stored in one commit: what
+    :func:`record` does for one ``ok`` result, for a worker's burst of them at once."""
+    if not sent:
+        return
+    with db.begin() as c:
+        c.execute(_SENT_OUTBOX, [{"row": row, "pid": pid} for row, _, pid in sent])
+        c.execute(_SENT_MESSAGE, [{"row": mid, "pid": pid} for _, mid, pid in sent])
+
+
 def record(
     db: DbEngine,
     row_id: int,
@@ -536,6 +546,9 @@ class Worker:
         self._released: set[int] = set()
         self._in_call: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # successful sends waiting to be stored together (a burst pays one commit, one thread hop)
+        self._sent: list[tuple[int, int, str | None, asyncio.Future[None]]] = []
+        self._sent_turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._wake_pending = threading.Event()
 
@@ -655,13 +668,17 @@ class Worker:
                     if key in self.paces:
                         self.paces[key].pause(float(retry_after))
         now = self.clock()
-        outcome = await self.run(
-            functools.partial(record, oncall=self.oncall, retry_after=retry_after, message_id=r.message_id),
-            self.db,
-            r.id,
-            result,
-            now,
-        )
+        if result.ok and r.message_id is not None:
+            await self._record_sent(r.id, r.message_id, result.provider_id)
+            outcome = "sent"
+        else:
+            outcome = await self.run(
+                functools.partial(record, oncall=self.oncall, retry_after=retry_after, message_id=r.message_id),
+                self.db,
+                r.id,
+                result,
+                now,
+            )
         if result.opted_out and self.on_opted_out is not None:
             try:
                 await self.run(self.on_opted_out, r.channel, r.to, result.error or "provider refused")
@@ -672,6 +689,36 @@ class Worker:
         if self.on_result is not None:
             queued = (now - r.created_at).total_seconds() if r.created_at else 0.0
             self.on_result(SendReport(r.channel, hint or outcome, seconds, queued, r.priority))
+
+    async def _record_sent(self, row: int, message_id: int, provider_id: str | None) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sent.append((row, message_id, provider_id, fut))
+        if len(self._sent) == 1:
+            asyncio.get_running_loop().create_task(self._flush_sent())
+        await fut
+
+    async def _flush_sent(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._sent_turn is None or self._sent_turn[0] is not loop:
+            self._sent_turn = (loop, asyncio.Lock())
+        async with self._sent_turn[1]:
+            batch, self._sent = self._sent, []
+            if not batch:
+                return
+            try:
+                await self.run(record_sent, self.db, [(row, mid, pid) for row, mid, pid, _ in batch])
+            except BaseException as e:
+                # Each send task sees the failure (logged there); the rows stay leased and are
+                # reconciled with the provider before any new try, so nothing is sent twice.
+                for *_, f in batch:
+                    if not f.done():
+                        f.set_exception(e if isinstance(e, Exception) else RuntimeError("not recorded"))
+                if not isinstance(e, Exception):
+                    raise
+                return
+            for *_, f in batch:
+                if not f.done():
+                    f.set_result(None)
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming; hand back rows still waiting for their turn; let sends in flight finish."""
@@ -694,6 +741,11 @@ class Worker:
         for t, r in waiting.items():
             if t.cancelled() and r.id not in self._released:  # never started: hand it back, not after the lease
                 await self.run(release, self.db, r.id, self.clock())
+        for sender in self.senders.values():
+            close = getattr(sender, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
 
     async def run_once(self) -> int:
         """Claim and send one batch and wait for it (tests, ``--role worker`` draining on exit)."""

@@ -11,17 +11,22 @@ The twilio client is blocking (requests), so every call runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+import aiohttp
 import requests
 from twilio.base.exceptions import TwilioException
+from twilio.http import AsyncHttpClient
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client as TwilioClient
 
@@ -153,8 +158,51 @@ def segments(text: str) -> int:
     return 1 if units <= 70 else -(-units // 67)
 
 
+class AiohttpTwilioHttpClient(AsyncHttpClient):
+    """The twilio library's async HTTP interface over aiohttp (twilio's own dependency): sends are
+    coroutines on the event loop, not a thread each, over pooled keep-alive connections. twilio's
+    AsyncTwilioHttpClient is not used as is: it hands aiohttp a bare float as the timeout, where
+    aiohttp wants a ClientTimeout for a total bound on the request."""
+
+    def __init__(self, timeout: float):
+        super().__init__(logger=logging.getLogger("twilio.http_client"), is_async=True, timeout=timeout)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def request(
+        self,
+        method: str,
+        uri: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        headers = dict(headers or {})
+        if auth is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        async with self.session.request(
+            method.upper(),
+            uri,
+            params=params,  # type: ignore[arg-type]
+            data=data,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout if timeout is not None else self.timeout),
+            allow_redirects=allow_redirects,
+        ) as r:
+            return TwilioResponse(r.status, await r.text(), r.headers)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
 class TwilioSender:
-    """The sending half, through the twilio library (blocking: run in threads)."""
+    """The sending half, through the twilio library: async on the event loop (``send``), or
+    blocking for the synchronous drain of the simulator and tests (``send_sync``)."""
 
     channel = "sms"
 
@@ -181,6 +229,8 @@ class TwilioSender:
         self.mps = mps
         self.timeout = timeout
         self._local = threading.local()
+        # one async client per event loop: pooled connections belong to the loop that opened them
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TwilioClient] = weakref.WeakKeyDictionary()
         # twilio's HTTP client logs query strings (recipient numbers) at INFO: keep it to warnings.
         logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
@@ -197,14 +247,26 @@ class TwilioSender:
             self._local.client = c
         return c
 
+    def async_client(self) -> TwilioClient:
+        loop = asyncio.get_running_loop()
+        c = self._async.get(loop)
+        if c is None:
+            c = TwilioClient(self.account_sid, self._auth_token, http_client=AiohttpTwilioHttpClient(self.timeout))
+            c.api.base_url = self.api_base_url
+            self._async[loop] = c
+        return c
+
+    async def aclose(self) -> None:
+        """Close this event loop's pooled connections (the worker's shutdown)."""
+        c = self._async.pop(asyncio.get_running_loop(), None)
+        if c is not None and isinstance(c.http_client, AiohttpTwilioHttpClient):
+            await c.http_client.close()
+
     def pacing(self, out: Outbound) -> Sequence[tuple[str, float, float, float]]:
         key = f"sms:{self.messaging_service_sid or self.from_}"
         return ((key, self.mps, 1.0, float(segments(out.text))),)
 
-    async def send(self, out: Outbound) -> SendResult:
-        return await asyncio.to_thread(self.send_sync, out)
-
-    def send_sync(self, out: Outbound) -> SendResult:
+    def _create_args(self, out: Outbound) -> dict[str, Any]:
         kw: dict[str, Any] = {"to": out.to, "body": out.text}
         if self.messaging_service_sid:
             kw["messaging_service_sid"] = self.messaging_service_sid
@@ -212,8 +274,23 @@ class TwilioSender:
             kw["from_"] = self.from_
         if self.status_callback:
             kw["status_callback"] = self.status_callback
+        return kw
+
+    async def send(self, out: Outbound) -> SendResult:
         try:
-            m = self.client().messages.create(**kw)
+            m = await self.async_client().messages.create_async(**self._create_args(out))
+        except TwilioException as e:
+            return _error_result(e)
+        except TimeoutError:
+            # The request may have reached Twilio: the worker reconciles before trying again.
+            return SendResult(ok=False, error="timeout (outcome unknown)", retry=True)
+        except aiohttp.ClientError as e:
+            return SendResult(ok=False, error=f"network: {type(e).__name__}", retry=True)
+        return SendResult(ok=True, provider_id=m.sid)
+
+    def send_sync(self, out: Outbound) -> SendResult:
+        try:
+            m = self.client().messages.create(**self._create_args(out))
         except TwilioException as e:
             return _error_result(e)
         except requests.Timeout:
@@ -223,19 +300,31 @@ class TwilioSender:
             return SendResult(ok=False, error=f"network: {type(e).__name__}", retry=True)
         return SendResult(ok=True, provider_id=m.sid)
 
-    async def reconcile(self, out: Outbound, since: datetime) -> SendResult | None:
-        return await asyncio.to_thread(self.reconcile_sync, out, since)
-
-    def reconcile_sync(self, out: Outbound, since: datetime) -> SendResult | None:
-        """Twilio lists messages by recipient: is this exact text already there since ``since``?"""
+    def _list_args(self, out: Outbound, since: datetime) -> dict[str, Any]:
         kw: dict[str, Any] = {"to": out.to, "limit": 50, "date_sent_after": (since - timedelta(days=1)).astimezone(UTC)}
         if self.from_ and not self.messaging_service_sid:
             kw["from_"] = self.from_
+        return kw
+
+    async def reconcile(self, out: Outbound, since: datetime) -> SendResult | None:
         try:
-            listed = self.client().messages.list(**kw)
+            listed = await self.async_client().messages.list_async(**self._list_args(out, since))
+        except (TwilioException, aiohttp.ClientError, TimeoutError) as e:
+            log.warning("reconcile: could not list messages (%s); sending again", type(e).__name__)
+            return None
+        return self._found(listed, out, since)
+
+    def reconcile_sync(self, out: Outbound, since: datetime) -> SendResult | None:
+        """Twilio lists messages by recipient: is this exact text already there since ``since``?"""
+        try:
+            listed = self.client().messages.list(**self._list_args(out, since))
         except (TwilioException, requests.RequestException) as e:
             log.warning("reconcile: could not list messages (%s); sending again", type(e).__name__)
             return None
+        return self._found(listed, out, since)
+
+    @staticmethod
+    def _found(listed: Sequence[Any], out: Outbound, since: datetime) -> SendResult | None:
         floor = since - timedelta(minutes=1)
         for m in listed:
             created = m.date_created

@@ -38,6 +38,9 @@ class FakeProvider:
         class Handler(BaseHTTPRequestHandler):
             # Keep-alive (as the real API) where the client library pools connections across calls.
             protocol_version = "HTTP/1.1" if outer.keep_alive else "HTTP/1.0"
+            # headers and body leave in separate writes: without this, Nagle and the client's
+            # delayed ACK hold every kept-alive answer for 40 ms
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 pass

@@ -89,6 +89,56 @@ def test_provider_errors_map_to_retry_or_opt_out(fake: FakeTwilio, planned: int,
     assert r.error and "hi" not in r.error
 
 
+# The worker sends on the event loop (twilio's async interface over aiohttp); the simulator and the
+# synchronous drain use the blocking client. Both must read the provider the same way.
+@pytest.mark.parametrize(
+    "planned, ok, retry, opted_out",
+    [(None, True, False, False), (429, False, True, False), (500, False, True, False), (21610, False, False, True)],
+)
+def test_async_send_reads_the_provider_like_the_blocking_one(
+    fake: FakeTwilio, planned: int | None, ok: bool, retry: bool, opted_out: bool
+) -> None:
+    out = Outbound("sms", CLIENT_PHONE, "See you Thursday")
+    results = []
+    for send in ("sync", "async"):
+        fake.plan = [planned] if planned else []
+        s = sender(fake)
+
+        async def go(s: TwilioSender = s) -> SendResult:
+            try:
+                return await s.send(out)
+            finally:
+                await s.aclose()
+
+        results.append(s.send_sync(out) if send == "sync" else asyncio.run(go()))
+    for r in results:
+        assert (r.ok, r.retry, r.opted_out) == (ok, retry, opted_out)
+        assert (r.provider_id or "").startswith("SM") is ok
+    if ok:
+        sent = [m for m in fake.messages if m["body"] == "See you Thursday"]
+        assert len(sent) == 2 and all(m["from"] == FROM and m["to"] == CLIENT_PHONE for m in sent)
+        assert all(m["status_callback"] == "https://rapport.example.org/webhooks/twilio/status" for m in sent)
+
+
+def test_async_send_of_a_provider_that_is_down_or_silent_is_a_retry(fake: FakeTwilio) -> None:
+    out = Outbound("sms", CLIENT_PHONE, "hi")
+    fake.lost_answer_seconds = 1.5
+
+    async def go(s: TwilioSender) -> SendResult:
+        try:
+            return await s.send(out)
+        finally:
+            await s.aclose()
+
+    fake.down = True
+    down = asyncio.run(go(sender(fake)))
+    fake.down = False
+    fake.plan = ["lost"]
+    silent = asyncio.run(go(sender(fake, timeout=0.5)))
+    assert not down.ok and down.retry and down.error and down.error.startswith("network")
+    assert not silent.ok and silent.retry and silent.error == "timeout (outcome unknown)"
+
+
 def test_429_then_200_is_sent_once_on_the_second_try(tmp_path: Path, fake: FakeTwilio) -> None:
     svc = make_service(tmp_path)
     add_client(svc)
@@ -340,3 +390,55 @@ def test_a_crisis_reply_refused_by_sms_goes_to_telegram_and_the_alert_becomes_hi
     assert [o.to for o in got] == ["700001"]
     with Session(svc.db) as s:
         assert s.exec(select(Alert)).one().level == "high"
+
+
+class InstantSender:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def pacing(self, out: Outbound) -> list[tuple[str, float, float, float]]:
+        return [("instant", 1e6, 1e6, 1.0)]
+
+    async def send(self, out: Outbound) -> SendResult:
+        await asyncio.sleep(0)
+        self.sent += 1
+        return SendResult(ok=True, provider_id=f"P{out.outbox_id}")
+
+
+def test_a_burst_of_successful_sends_is_recorded_in_a_few_commits(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    svc = make_service(tmp_path)
+    add_client(svc)
+    ids = [queue(svc, f"reminder {i}") for i in range(20)]
+    commits: list[int] = []
+    event.listen(svc.db, "commit", lambda conn: commits.append(1))
+    worker = outbox.Worker(svc.db, {"sms": InstantSender()})
+    assert asyncio.run(worker.run_once()) == 20
+    rows = {r.id: r for r in outbox_rows(svc)}
+    assert all(rows[i].status == "sent" and rows[i].provider_id == f"P{i}" for i in ids)
+    with Session(svc.db) as s:
+        msgs = s.exec(select(Message).where(Message.direction == "out")).all()
+    assert len(msgs) == 20 and all(m.status == "sent" and m.provider_id for m in msgs)
+    # one commit claims the 20 rows; the outcomes share commits instead of taking one each
+    assert 2 <= len(commits) <= 5, len(commits)
+
+
+def test_record_sent_does_not_move_a_delivered_message_back(tmp_path: Path) -> None:
+    svc = make_service(tmp_path)
+    add_client(svc)
+    row_id = queue(svc, "x")
+    (c,) = outbox.claim(svc.db, now(), 5)
+    with Session(svc.db) as s:
+        m = s.get(Message, c.message_id)
+        assert m is not None
+        m.status = "delivered"  # the delivery report raced ahead of the send's own record
+        s.add(m)
+        s.commit()
+    outbox.record_sent(svc.db, [(row_id, c.message_id, "SM1")])
+    outbox.record_sent(svc.db, [])
+    with Session(svc.db) as s:
+        m = s.get(Message, c.message_id)
+        row = s.get(Outbox, row_id)
+    assert m is not None and m.status == "delivered" and m.provider_id == "SM1"
+    assert row is not None and row.status == "sent" and row.provider_id == "SM1"
