@@ -1,6 +1,6 @@
 """Soak: `rapport serve` on PostgreSQL under a steady inbound load with reminders firing.
 
-    .venv/bin/python bench/soak.py [--minutes 30] [--rate 200] [--clients 2000] [--window 60]
+    .venv/bin/python bench/soak.py [--minutes 30] [--rate 200] [--clients 2000] [--per-clinician 40] [--window 60]
 
 One `rapport serve` process (web, outbox worker and scheduler together), or with ``--split`` two
 (``--role web`` and ``--role worker``, the deployment docs/deploy.md describes), on a throwaway
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook_bench import PUBLIC, TEXTS, TOKEN, Server, pct  # noqa: E402
+from webhook_bench import PUBLIC, TEXTS, TOKEN, Server, clinician, clinicians_for, pct  # noqa: E402
 
 from tests.channels.fakes import FakeTwilio  # noqa: E402
 from tests.pgserver import PgServer, available  # noqa: E402
@@ -56,8 +56,9 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def seed(base: str, clients: int, minutes: float) -> None:
-    """Clients with an appointment each; reminders (offset 2h) come due evenly over the run."""
+def seed(base: str, clients: int, minutes: float, per_clinician: int) -> None:
+    """Clients with an appointment each; reminders (offset 2h) come due evenly over the run.
+    ``per_clinician`` clients share a clinician (0: all with one)."""
     first = datetime.now(UTC) + timedelta(hours=2, minutes=1)
     span = timedelta(minutes=minutes)
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -69,9 +70,9 @@ def seed(base: str, clients: int, minutes: float) -> None:
             )
             r.raise_for_status()
             start = first + span * (i / clients)
-            r = c.put(
-                f"/api/appointments/s{i}-1", json={"client": f"s{i}", "clinician": "rivera", "start": start.isoformat()}
-            )
+            who = clinician(i // per_clinician) if per_clinician > 0 else "rivera"
+            appt = {"client": f"s{i}", "clinician": who, "start": start.isoformat()}
+            r = c.put(f"/api/appointments/s{i}-1", json=appt)
             r.raise_for_status()
 
 
@@ -157,6 +158,12 @@ def main() -> int:
     ap.add_argument(
         "--split", action="store_true", help="two processes: --role web and --role worker (sending, timers)"
     )
+    ap.add_argument(
+        "--per-clinician",
+        type=int,
+        default=40,
+        help="clients a clinician (a caseload; a reschedule reads its clinician's bookings). 0: one clinician",
+    )
     args = ap.parse_args()
     reason = available()
     if reason:
@@ -167,8 +174,9 @@ def main() -> int:
     pg.start()
     fake = FakeTwilio().start()
     extra = "reminders: {offsets: ['2h']}\n"
-    server = Server(pg.url, fake, workdir, extra_config=extra, role="web" if args.split else "all")
-    worker = Server(pg.url, fake, workdir, extra_config=extra, role="worker") if args.split else None
+    n_clin = clinicians_for(args.clients, args.per_clinician)
+    server = Server(pg.url, fake, workdir, extra_config=extra, role="web" if args.split else "all", clinicians=n_clin)
+    worker = Server(pg.url, fake, workdir, extra_config=extra, role="worker", clinicians=n_clin) if args.split else None
     try:
         server.wait_ready()
         if worker is not None:
@@ -176,11 +184,11 @@ def main() -> int:
             while "worker running" not in Path(worker.log.name).read_text() and time.time() < deadline:
                 time.sleep(0.2)
         t0 = time.perf_counter()
-        seed(server.base, args.clients, args.minutes)
+        seed(server.base, args.clients, args.minutes, args.per_clinician)
         shape = "web + worker processes" if args.split else "one process"
         print(
             f"rapport soak: {os.cpu_count()} CPUs, PostgreSQL, {shape}, "
-            f"{args.rate:g} webhooks/s for {args.minutes:g} min, "
+            f"{args.rate:g} webhooks/s for {args.minutes:g} min, {n_clin} clinicians, "
             f"{args.clients} clients (seeded in {time.perf_counter() - t0:.0f} s), window {args.window:g} s",
             flush=True,
         )

@@ -64,18 +64,41 @@ def phone(i: int) -> str:
     return f"+1555{2000000 + i:07d}"
 
 
+def clinician(k: int) -> str:
+    return "rivera" if k == 0 else f"clin{k}"
+
+
+def clinicians_for(clients: int, per_clinician: int) -> int:
+    return max(1, -(-clients // per_clinician)) if per_clinician > 0 else 1
+
+
 class Server:
-    def __init__(self, db_url: str, fake: FakeTwilio, workdir: Path, extra_config: str = "", role: str = "all"):
+    def __init__(
+        self,
+        db_url: str,
+        fake: FakeTwilio,
+        workdir: Path,
+        extra_config: str = "",
+        role: str = "all",
+        clinicians: int = 1,
+    ):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         cfg = workdir / "config.yaml"
+        week = (
+            "availability: {mon: ['09:00-17:00'], tue: ['09:00-17:00'], wed: ['09:00-17:00'],"
+            " thu: ['09:00-17:00'], fri: ['09:00-17:00']}"
+        )
         cfg.write_text(
             "practice_name: Bench\nquiet_hours: {start: '23:59', end: '00:00'}\n"
             "limits: {per_day: 1000, per_week: 1000}\n"
             "crisis:\n  oncall:\n    - {name: dr_a, phone: '+15555550101'}\n"
-            "clinicians:\n  - {id: rivera, tz: America/New_York, session_minutes: 50,"
-            " availability: {mon: ['09:00-17:00'], tue: ['09:00-17:00'], wed: ['09:00-17:00'],"
-            " thu: ['09:00-17:00'], fri: ['09:00-17:00']}}\n" + extra_config,
+            "clinicians:\n"
+            + "".join(
+                f"  - {{id: {clinician(k)}, tz: America/New_York, session_minutes: 50, {week}}}\n"
+                for k in range(clinicians)
+            )
+            + extra_config,
             encoding="utf-8",
         )
         env = {
@@ -130,7 +153,10 @@ class Server:
         self.log.close()
 
 
-def seed(base: str) -> None:
+def seed(base: str, per_clinician: int = 0) -> None:
+    """CLIENTS clients with an appointment 5 days out. ``per_clinician`` 0: all with one clinician at
+    the same hour (the bench's historical shape); N: N clients a clinician, at distinct hours, as a
+    real caseload (which bounds the bookings a reschedule request reads)."""
     start = (datetime.now(UTC) + timedelta(days=5)).replace(minute=0, second=0, microsecond=0)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
@@ -140,9 +166,15 @@ def seed(base: str) -> None:
                 json={"name": f"Client {i}", "phone": phone(i), "lang": "en", "tz": "America/New_York"},
             )
             r.raise_for_status()
-            r = c.put(
-                f"/api/appointments/b{i}-1", json={"client": f"b{i}", "clinician": "rivera", "start": start.isoformat()}
+            who, at = (
+                ("rivera", start)
+                if per_clinician <= 0
+                else (
+                    clinician(i // per_clinician),
+                    start + timedelta(hours=i % per_clinician),
+                )
             )
+            r = c.put(f"/api/appointments/b{i}-1", json={"client": f"b{i}", "clinician": who, "start": at.isoformat()})
             r.raise_for_status()
 
 
@@ -222,7 +254,9 @@ def wait_drained(fake: FakeTwilio, expected: int, timeout: float = 120) -> float
     return time.perf_counter() - t0
 
 
-def run_one(db: str, n: int, concurrencies: list[int], workdir: Path, role: str = "all") -> list[str]:
+def run_one(
+    db: str, n: int, concurrencies: list[int], workdir: Path, role: str = "all", per_clinician: int = 0
+) -> list[str]:
     pg: PgServer | None = None
     if db == "postgres":
         reason = available()
@@ -234,11 +268,11 @@ def run_one(db: str, n: int, concurrencies: list[int], workdir: Path, role: str 
     else:
         url = f"sqlite:///{workdir / 'bench.db'}"
     fake = FakeTwilio().start()
-    server = Server(url, fake, workdir, role=role)
+    server = Server(url, fake, workdir, role=role, clinicians=clinicians_for(CLIENTS, per_clinician))
     rows = []
     try:
         server.wait_ready()
-        seed(server.base)
+        seed(server.base, per_clinician)
         offset = 0
         warm = requests_for(fake.auth_token, 200, 10_000_000)
         asyncio.run(load(server.base, warm, 8))
@@ -277,6 +311,12 @@ def main() -> int:
     ap.add_argument(
         "--role", default="all", choices=("all", "web"), help="web: the webhook side alone (no sends; deploy guide §7)"
     )
+    ap.add_argument(
+        "--per-clinician",
+        type=int,
+        default=0,
+        help="clients a clinician, at distinct hours (0: all 500 with one clinician at one hour)",
+    )
     args = ap.parse_args()
     concurrencies = [int(x) for x in args.concurrency.split(",")]
     print(
@@ -287,7 +327,7 @@ def main() -> int:
     for db in args.db.split(","):
         workdir = Path(tempfile.mkdtemp(prefix=f"rapport-bench-{db}-"))
         try:
-            run_one(db.strip(), args.requests, concurrencies, workdir, args.role)
+            run_one(db.strip(), args.requests, concurrencies, workdir, args.role, args.per_clinician)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
