@@ -42,7 +42,23 @@ _SPECIAL = {
     "Đ": "d",
     "ı": "i",
 }
-_FOLD = {**_SPECIAL, **dict.fromkeys(_DELETE, "")}
+# Emoji that stand for a means or a place, read as the word (an emoji-only message is still a
+# message: "🪢🪑", "💊💊💊 tonight", "🌉 now"); other emoji stay word breaks.
+_EMOJI_WORDS = {
+    "🪢": " rope ",
+    "🔫": " gun ",
+    "🔪": " knife ",
+    "🗡": " knife ",
+    "💊": " pills ",
+    "💉": " syringe ",
+    "🌉": " bridge ",
+    "🩸": " blood ",
+    "🪑": " chair ",
+    "⚰": " coffin ",
+    "🪦": " grave ",
+    "🛤": " train tracks ",
+}
+_FOLD = {**_SPECIAL, **dict.fromkeys(_DELETE, ""), **_EMOJI_WORDS}
 
 
 def _fold_error(err: UnicodeError) -> tuple[str, int]:

@@ -337,3 +337,21 @@ def test_missing_phrase_file_is_an_error_not_silence(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(det, "load_all", lambda: only_en)
     with pytest.raises(RuntimeError, match="pt_BR"):
         scan("quero morrer")
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "words", "crisis"),
+    [
+        ("🪢🪑", "en", "rope chair", True),
+        ("💊💊💊💊 + 🍷🍷 tonight", "en", "pils pils pils pils tonight", True),
+        ("otra vez lo hice 🩸🩸😞 perdón", "es", "otra vez lo hice blod blod perdon", True),
+        ("took my meds 💊 thanks!", "en", "tok my meds pils thanks", False),
+        ("cooking dinner 🔪🍅 yum", "en", "coking diner knife yum", False),
+        ("see you thursday 😊👍", "en", "se you thursday", False),
+    ],
+)
+def test_emoji_that_stand_for_a_means_are_read_as_words(text: str, lang: str, words: str, crisis: bool) -> None:
+    from bot.safety.normalize import normalize
+
+    assert normalize(text) == words
+    assert scan(text, lang).crisis is crisis
