@@ -44,7 +44,6 @@ from bot.understanding.types import Parse
 from bot.unit import Note, Unit
 from channels.base import Inbound
 from storage import store
-from storage.admin_tables import taken_over
 from storage.tables import (
     Alert,
     Appointment,
@@ -326,14 +325,14 @@ class Service:
             self._start(u, client, "help", automated=False)
             return "help"
         # 5. an open alert: a person answers, not the scripts (opted out or not)
-        alert = store.open_alert(s, client.id)
+        alert, held = store.holds(s, client.id)
         if alert is not None:
             alerts.forward(self, u, alert, client, inb.text)
             return "forwarded"
         if client.opted_out:
             return "opted_out"
         # 5b. a person took the conversation over in the admin: recorded above, the scripts stay quiet
-        if taken_over(s, client.id):
+        if held:
             return "taken_over"
 
         # 6-8. understand, resume or start, act

@@ -8,11 +8,13 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, or_, text
+from sqlalchemy import Table, bindparam, exists, func, insert, or_, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from storage.admin_tables import Takeover
 from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, InboundSeen, Message, Outbox, Timer
 
 UPCOMING = ("scheduled", "confirmed", "reschedule_requested", "rescheduled")
@@ -50,6 +52,16 @@ _OPEN_ALERT_BY_CLIENT = (
     .where(col(Alert.status).in_(("open", "acked")), Alert.client_id == bindparam("c"))
     .order_by(col(Alert.id).desc())
     .limit(1)
+)
+# What keeps the scripts quiet for a client, in one round trip: the newest open or acknowledged
+# alert's id, and whether a person has taken the conversation over.
+_HOLDS = sa_select(
+    sa_select(Alert.id)  # type: ignore[call-overload]
+    .where(col(Alert.status).in_(("open", "acked")), Alert.client_id == bindparam("c"))
+    .order_by(col(Alert.id).desc())
+    .limit(1)
+    .scalar_subquery(),
+    exists().where(col(Takeover.client_id) == bindparam("c")),
 )
 _NEXT_APPOINTMENT = (
     select(Appointment)
@@ -145,6 +157,13 @@ def open_alert(s: Session, client_id: str | None, address: str | None = None) ->
     q = select(Alert).where(col(Alert.status).in_(("open", "acked")))
     q = q.where(Alert.client_id == client_id) if client_id else q.where(Alert.address == address)
     return s.exec(q.order_by(col(Alert.id).desc())).first()
+
+
+def holds(s: Session, client_id: str) -> tuple[Alert | None, bool]:
+    """The client's open (or acknowledged) crisis alert, and whether a person has taken their
+    conversation over: the two things that keep the scripts quiet, asked in one statement."""
+    alert_id, taken = s.execute(_HOLDS, {"c": client_id}).one()
+    return (s.get(Alert, alert_id) if alert_id is not None else None), bool(taken)
 
 
 def next_appointment(s: Session, client_id: str, now: datetime) -> Appointment | None:

@@ -35,7 +35,7 @@ CFG = parse_config(
 PHONES = [f"+1212555{1000 + i:04d}" for i in range(4)]
 
 # (sender index, text): several clients, one of them writing twice, a crisis, a duplicate id,
-# an unknown sender and a message from the on-call person.
+# an unknown sender, a message from the on-call person, and the crisis sender writing again.
 MESSAGES: list[tuple[str, str, str | None]] = [
     (PHONES[0], "yes", "SM1"),
     (PHONES[1], "can we move it to friday afternoon?", "SM2"),
@@ -45,6 +45,7 @@ MESSAGES: list[tuple[str, str, str | None]] = [
     (PHONES[1], "yes", "SM2"),  # the same provider id again: a duplicate
     ("+12125559999", "hello?", "SM6"),
     ("+15555550101", "OK", "SM7"),
+    (PHONES[2], "ok", "SM8"),  # after their crisis message in the same batch: forwarded, not scripted
 ]
 
 
@@ -88,7 +89,7 @@ def inbound(i: int) -> tuple[Inbound, datetime]:
     return Inbound("sms", text, address=sender, provider_id=sid), T0 + timedelta(seconds=i)
 
 
-@pytest.mark.parametrize("split", [[8], [3, 5], [1] * 8])
+@pytest.mark.parametrize("split", [[9], [3, 6], [1] * 9])
 def test_a_batch_does_what_one_by_one_does(db_url: str, tmp_path: Any, split: list[int]) -> None:
     one = setup(f"sqlite:///{tmp_path / 'one.db'}")
     singles = [one.handle_inbound(*inbound(i)) for i in range(len(MESSAGES))]
@@ -100,7 +101,7 @@ def test_a_batch_does_what_one_by_one_does(db_url: str, tmp_path: Any, split: li
         got += svc.handle_inbound_batch([inbound(i) for i in range(start, start + n)])
         start += n
     assert got == singles
-    assert "duplicate" in got and "crisis" in got and "opt_out" in got
+    assert "duplicate" in got and "crisis" in got and "opt_out" in got and "forwarded" in got
     assert outcome_of(svc) == outcome_of(one)
 
 
