@@ -5,7 +5,7 @@ Usage (from the repository root)::
     .venv/bin/python bench/safety_bench.py [--set FILE ...] [--seconds 2]
 
 For each labelled set (default: every set in ``tests/safety``: ``devset.jsonl``,
-``checkset.jsonl`` and the blind sets ``blindset.jsonl`` .. ``blindset13.jsonl``, each reported
+``checkset.jsonl`` and the blind sets ``blindset.jsonl`` .. ``blindset14.jsonl``, each reported
 on its own) prints recall and precision overall, per language and per category, the categories
 also per language (recall for the crisis categories, share flagged for the others), per
 ``sub``-category where a set has them, whether ``about`` (self/other) was right on the detected
@@ -63,6 +63,7 @@ BLIND_SETS = (
     "blindset11.jsonl",
     "blindset12.jsonl",
     "blindset13.jsonl",
+    "blindset14.jsonl",
 )
 
 # Dev-set categories of messages that must not raise an alert.
