@@ -33,6 +33,7 @@ from sqlalchemy import bindparam, case, or_, update
 from sqlalchemy.engine import Engine as DbEngine
 from sqlmodel import Session, col, select
 
+from bot.groupcommit import GroupCommit
 from channels.base import Outbound, SendResult
 from storage import store
 from storage.tables import Alert, Client, Message, Outbox
@@ -268,8 +269,9 @@ _SENT_MESSAGE = (
 
 
 def record_sent(db: DbEngine, sent: Sequence[tuple[int, int, str | None]]) -> None:
-    """Successful sends, ``(outbox row, message id, provider id)``, stored in one commit: what
-    :func:`record` does for one ``ok`` result, for a worker's burst of them at once."""
+    """Successful sends, ``(outbox row, message id, provider id)``, stored in one commit with two
+    updates and no reads. A delivery report that raced ahead of us (delivered before we wrote sent)
+    is not moved back."""
     if not sent:
         return
     with db.begin() as c:
@@ -285,16 +287,9 @@ def record(
     *,
     oncall: Sequence[Any] = (),
     retry_after: float | None = None,
-    message_id: int | None = None,
 ) -> str:
-    """Store a send's outcome in one commit. Returns ``sent``, ``retry``, ``failed`` or ``fallback``."""
-    if result.ok and message_id is not None:
-        # The common case, two updates and no reads. A delivery report that raced ahead of us
-        # (delivered before we wrote sent) is not moved back.
-        with db.begin() as c:
-            c.execute(_SENT_OUTBOX, {"row": row_id, "pid": result.provider_id})
-            c.execute(_SENT_MESSAGE, {"row": message_id, "pid": result.provider_id})
-        return "sent"
+    """Store a send's outcome in one commit. Returns ``sent``, ``retry``, ``failed`` or ``fallback``.
+    (The worker stores its successful sends in batches with :func:`record_sent`.)"""
     with Session(db, expire_on_commit=False) as s:
         row = s.get(Outbox, row_id)
         assert row is not None
@@ -546,9 +541,10 @@ class Worker:
         self._released: set[int] = set()
         self._in_call: set[asyncio.Task[None]] = set()
         self._stopping = False
-        # successful sends waiting to be stored together (a burst pays one commit, one thread hop)
-        self._sent: list[tuple[int, int, str | None, asyncio.Future[None]]] = []
-        self._sent_turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        # successful sends stored together: a burst pays one commit and one thread hop. If the
+        # write fails each send task sees it (logged there); the rows stay leased and are reconciled
+        # with the provider before any new try, so nothing is sent twice.
+        self._sent: GroupCommit[tuple[int, int, str | None], None] = GroupCommit(self._write_sent)
         self._runner: asyncio.Task[None] | None = None
         self._wake_pending = threading.Event()
 
@@ -668,12 +664,12 @@ class Worker:
                     if key in self.paces:
                         self.paces[key].pause(float(retry_after))
         now = self.clock()
-        if result.ok and r.message_id is not None:
-            await self._record_sent(r.id, r.message_id, result.provider_id)
+        if result.ok:
+            await self._sent.submit((r.id, r.message_id, result.provider_id))
             outcome = "sent"
         else:
             outcome = await self.run(
-                functools.partial(record, oncall=self.oncall, retry_after=retry_after, message_id=r.message_id),
+                functools.partial(record, oncall=self.oncall, retry_after=retry_after),
                 self.db,
                 r.id,
                 result,
@@ -690,35 +686,9 @@ class Worker:
             queued = (now - r.created_at).total_seconds() if r.created_at else 0.0
             self.on_result(SendReport(r.channel, hint or outcome, seconds, queued, r.priority))
 
-    async def _record_sent(self, row: int, message_id: int, provider_id: str | None) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sent.append((row, message_id, provider_id, fut))
-        if len(self._sent) == 1:
-            asyncio.get_running_loop().create_task(self._flush_sent())
-        await fut
-
-    async def _flush_sent(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._sent_turn is None or self._sent_turn[0] is not loop:
-            self._sent_turn = (loop, asyncio.Lock())
-        async with self._sent_turn[1]:
-            batch, self._sent = self._sent, []
-            if not batch:
-                return
-            try:
-                await self.run(record_sent, self.db, [(row, mid, pid) for row, mid, pid, _ in batch])
-            except BaseException as e:
-                # Each send task sees the failure (logged there); the rows stay leased and are
-                # reconciled with the provider before any new try, so nothing is sent twice.
-                for *_, f in batch:
-                    if not f.done():
-                        f.set_exception(e if isinstance(e, Exception) else RuntimeError("not recorded"))
-                if not isinstance(e, Exception):
-                    raise
-                return
-            for *_, f in batch:
-                if not f.done():
-                    f.set_result(None)
+    async def _write_sent(self, sent: list[tuple[int, int, str | None]]) -> list[None]:
+        await self.run(record_sent, self.db, sent)
+        return [None] * len(sent)
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming; hand back rows still waiting for their turn; let sends in flight finish."""
