@@ -5,7 +5,8 @@ Every request from Twilio becomes one of: an inbound message, a delivery status 
 against the public URL Twilio called (``RAPPORT_PUBLIC_URL`` + path): behind a proxy the app sees
 another URL, but the public one is what Twilio signed.
 
-The twilio client is blocking (requests), so every call runs in a worker thread.
+The outbox worker sends through twilio's async interface on the event loop (aiohttp); the
+simulator's synchronous drain uses the blocking client (requests).
 """
 
 from __future__ import annotations
@@ -241,19 +242,19 @@ class TwilioSender:
         """One client per thread (requests sessions are not shared across threads)."""
         c: TwilioClient | None = getattr(self._local, "client", None)
         if c is None:
-            http = TwilioHttpClient(timeout=self.timeout)
-            c = TwilioClient(self.account_sid, self._auth_token, http_client=http)
-            c.api.base_url = self.api_base_url  # {base}/2010-04-01/Accounts/{sid}/Messages.json
-            self._local.client = c
+            c = self._local.client = self._new_client(TwilioHttpClient(timeout=self.timeout))
         return c
 
     def async_client(self) -> TwilioClient:
         loop = asyncio.get_running_loop()
         c = self._async.get(loop)
         if c is None:
-            c = TwilioClient(self.account_sid, self._auth_token, http_client=AiohttpTwilioHttpClient(self.timeout))
-            c.api.base_url = self.api_base_url
-            self._async[loop] = c
+            c = self._async[loop] = self._new_client(AiohttpTwilioHttpClient(self.timeout))
+        return c
+
+    def _new_client(self, http: TwilioHttpClient | AiohttpTwilioHttpClient) -> TwilioClient:
+        c = TwilioClient(self.account_sid, self._auth_token, http_client=http)
+        c.api.base_url = self.api_base_url  # {base}/2010-04-01/Accounts/{sid}/Messages.json
         return c
 
     async def aclose(self) -> None:

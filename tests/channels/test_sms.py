@@ -89,6 +89,18 @@ def test_provider_errors_map_to_retry_or_opt_out(fake: FakeTwilio, planned: int,
     assert r.error and "hi" not in r.error
 
 
+def send_once(s: TwilioSender, out: Outbound) -> SendResult:
+    """One async send on its own event loop, its pooled connections closed after."""
+
+    async def go() -> SendResult:
+        try:
+            return await s.send(out)
+        finally:
+            await s.aclose()
+
+    return asyncio.run(go())
+
+
 # The worker sends on the event loop (twilio's async interface over aiohttp); the simulator and the
 # synchronous drain use the blocking client. Both must read the provider the same way.
 @pytest.mark.parametrize(
@@ -103,14 +115,7 @@ def test_async_send_reads_the_provider_like_the_blocking_one(
     for send in ("sync", "async"):
         fake.plan = [planned] if planned else []
         s = sender(fake)
-
-        async def go(s: TwilioSender = s) -> SendResult:
-            try:
-                return await s.send(out)
-            finally:
-                await s.aclose()
-
-        results.append(s.send_sync(out) if send == "sync" else asyncio.run(go()))
+        results.append(s.send_sync(out) if send == "sync" else send_once(s, out))
     for r in results:
         assert (r.ok, r.retry, r.opted_out) == (ok, retry, opted_out)
         assert (r.provider_id or "").startswith("SM") is ok
@@ -123,18 +128,11 @@ def test_async_send_reads_the_provider_like_the_blocking_one(
 def test_async_send_of_a_provider_that_is_down_or_silent_is_a_retry(fake: FakeTwilio) -> None:
     out = Outbound("sms", CLIENT_PHONE, "hi")
     fake.lost_answer_seconds = 1.5
-
-    async def go(s: TwilioSender) -> SendResult:
-        try:
-            return await s.send(out)
-        finally:
-            await s.aclose()
-
     fake.down = True
-    down = asyncio.run(go(sender(fake)))
+    down = send_once(sender(fake), out)
     fake.down = False
     fake.plan = ["lost"]
-    silent = asyncio.run(go(sender(fake, timeout=0.5)))
+    silent = send_once(sender(fake, timeout=0.5), out)
     assert not down.ok and down.retry and down.error and down.error.startswith("network")
     assert not silent.ok and silent.retry and silent.error == "timeout (outcome unknown)"
 
