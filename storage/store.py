@@ -56,11 +56,7 @@ _OPEN_ALERT_BY_CLIENT = (
 # What keeps the scripts quiet for a client, in one round trip: the newest open or acknowledged
 # alert's id, and whether a person has taken the conversation over.
 _HOLDS = sa_select(
-    sa_select(Alert.id)  # type: ignore[call-overload]
-    .where(col(Alert.status).in_(("open", "acked")), Alert.client_id == bindparam("c"))
-    .order_by(col(Alert.id).desc())
-    .limit(1)
-    .scalar_subquery(),
+    _OPEN_ALERT_BY_CLIENT.with_only_columns(col(Alert.id)).scalar_subquery(),
     exists().where(col(Takeover.client_id) == bindparam("c")),
 )
 _NEXT_APPOINTMENT = (
