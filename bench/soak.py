@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook_bench import PUBLIC, TEXTS, TOKEN, Server, clinician, clinicians_for, pct  # noqa: E402
+from webhook_bench import PUBLIC, TEXTS, TOKEN, Server, clinician_of, clinicians_for, pct  # noqa: E402
 
 from tests.channels.fakes import FakeTwilio  # noqa: E402
 from tests.pgserver import PgServer, available  # noqa: E402
@@ -70,8 +70,7 @@ def seed(base: str, clients: int, minutes: float, per_clinician: int) -> None:
             )
             r.raise_for_status()
             start = first + span * (i / clients)
-            who = clinician(i // per_clinician) if per_clinician > 0 else "rivera"
-            appt = {"client": f"s{i}", "clinician": who, "start": start.isoformat()}
+            appt = {"client": f"s{i}", "clinician": clinician_of(i, per_clinician), "start": start.isoformat()}
             r = c.put(f"/api/appointments/s{i}-1", json=appt)
             r.raise_for_status()
 

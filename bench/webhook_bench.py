@@ -72,6 +72,11 @@ def clinicians_for(clients: int, per_clinician: int) -> int:
     return max(1, -(-clients // per_clinician)) if per_clinician > 0 else 1
 
 
+def clinician_of(i: int, per_clinician: int) -> str:
+    """Client i's clinician: ``per_clinician`` clients each, or all with the first (0)."""
+    return clinician(i // per_clinician if per_clinician > 0 else 0)
+
+
 class Server:
     def __init__(
         self,
@@ -166,15 +171,9 @@ def seed(base: str, per_clinician: int = 0) -> None:
                 json={"name": f"Client {i}", "phone": phone(i), "lang": "en", "tz": "America/New_York"},
             )
             r.raise_for_status()
-            who, at = (
-                ("rivera", start)
-                if per_clinician <= 0
-                else (
-                    clinician(i // per_clinician),
-                    start + timedelta(hours=i % per_clinician),
-                )
-            )
-            r = c.put(f"/api/appointments/b{i}-1", json={"client": f"b{i}", "clinician": who, "start": at.isoformat()})
+            at = start + timedelta(hours=i % per_clinician) if per_clinician > 0 else start
+            appt = {"client": f"b{i}", "clinician": clinician_of(i, per_clinician), "start": at.isoformat()}
+            r = c.put(f"/api/appointments/b{i}-1", json=appt)
             r.raise_for_status()
 
 
