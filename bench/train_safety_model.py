@@ -64,9 +64,11 @@ TRAIN_SETS = (
     "blindset12.jsonl",
     "blindset13.jsonl",
     "blindset14.jsonl",
+    "blindset15.jsonl",
     "trainset.jsonl",
     "trainset2.jsonl",
     "trainset3.jsonl",
+    "trainset4.jsonl",
 )
 ORDINARY_SETS = ("devset.jsonl", "checkset.jsonl")  # in tests/understanding: all non-crisis
 CV_FOLDS = (
@@ -83,6 +85,7 @@ CV_FOLDS = (
     "blindset12.jsonl",
     "blindset13.jsonl",
     "blindset14.jsonl",
+    "blindset15.jsonl",
     "blindset.jsonl",
     "checkset.jsonl",
     "understanding",
