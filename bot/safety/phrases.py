@@ -135,6 +135,7 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("decided", ("DECIDED", "DOIT"), 6, "high", "plan", "self"),
     ("do_it_when", ("WHEN_ALONE", "DOIT"), 6, "high", "plan", "self"),
     ("decided_alone", ("DECIDED", "WHEN_ALONE"), 10, "high", "plan", "self"),
+    ("decided_place", ("DECIDED", "HIGH_PLACE<"), 14, "high", "plan", "self"),
     ("painless_do", ("PAINLESS", "DOIT<"), 4, "high", "plan", "self"),
     ("scouting", ("HIGH_PLACE", "SCOUT"), 12, "moderate", "plan", "self"),
     ("settling", ("SETTLE", "HANDOVER"), 20, "moderate", "indirect", "self"),
