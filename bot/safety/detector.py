@@ -171,6 +171,7 @@ def build(data: Iterable[LangData]) -> _Compiled:
         return {alt[1] for seqs in ld.concepts.values() for seq in seqs for tok in seq for alt in tok if alt[0] == "w"}
 
     lang_words = [ld.words | concept_words(ld) for ld in data]
+    vocabulary = frozenset().union(*(ld.vocabulary for ld in data))
     for n, ld in enumerate(data):
         langs.append(ld.lang)
         # Every language's corrections apply to every message, so a correction whose word is a
@@ -182,7 +183,7 @@ def build(data: Iterable[LangData]) -> _Compiled:
                 continue
             typos.setdefault(k, v)
         for k, v in ld.fuzzy.items():
-            if k not in all_words:
+            if k not in all_words and k not in vocabulary:
                 typos.setdefault(k, v)
         idiom_srcs.extend(ld.idioms)
         frame_srcs.extend(ld.frames)
@@ -199,6 +200,7 @@ def build(data: Iterable[LangData]) -> _Compiled:
     known = frozenset(
         all_words
         | COMMON
+        | vocabulary
         | {
             alt[1]
             for ld in data

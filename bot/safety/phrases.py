@@ -55,7 +55,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,9 @@ class LangData:
     # (no optional tokens left)
     concepts: Mapping[str, tuple[tuple[tuple[ConceptToken, ...], ...], ...]] = field(default_factory=dict)
     concept_phrases: tuple[Phrase, ...] = ()  # the rules of CONCEPT_RULES this language can run
+    # the language's frequent words (vocabulary.txt beside the phrase file): a typo variant of a
+    # crisis word that is one of them is not a typo ("missed" reads "mised", one key from "mixed")
+    vocabulary: frozenset[str] = frozenset()
 
 
 def _expand_macros(src: str, macros: Mapping[str, str], where: str) -> str:
@@ -603,7 +606,12 @@ def parse_lang_file(data: Mapping[str, Any], where: str) -> LangData:
 def load_lang_file(path: Path) -> LangData:
     with path.open(encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
-    return parse_lang_file(data, str(path))
+    ld = parse_lang_file(data, str(path))
+    vocab = path.with_name("vocabulary.txt")
+    if vocab.exists():
+        lines = vocab.read_text(encoding="utf-8").splitlines()
+        ld = replace(ld, vocabulary=frozenset(w for w in lines if w and not w.startswith("#")))
+    return ld
 
 
 def phrase_files(locales_dir: Path = LOCALES_DIR) -> list[Path]:
