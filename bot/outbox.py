@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import bindparam, case, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine as DbEngine
 from sqlmodel import Session, col, select
 
@@ -160,6 +161,37 @@ class Claimed:
         return Outbound(self.channel, self.to, self.body, self.buttons, self.id)
 
 
+_OUTBOX = store.table_of(Outbox)
+_MESSAGES = store.table_of(Message)
+
+
+def _claim_statement(saturated: bool) -> Any:
+    t = _OUTBOX
+    pick = sa_select(t.c.id).where(
+        t.c.status == "pending", or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= bindparam("now"))
+    )
+    if saturated:
+        pick = pick.where(
+            or_(t.c.channel.not_in(bindparam("saturated", expanding=True)), t.c.priority >= bindparam("urgent"))
+        )
+    # SKIP LOCKED on PostgreSQL (two workers take different rows); SQLite renders no FOR UPDATE and
+    # needs none: its writers take turns.
+    pick = pick.order_by(t.c.priority.desc(), t.c.id).limit(bindparam("lim")).with_for_update(skip_locked=True)
+    return (
+        update(t)
+        .where(t.c.id.in_(pick.scalar_subquery()))
+        .values(status="sending", attempts=t.c.attempts + 1, next_attempt_at=bindparam("lease"))
+        .returning(
+            t.c.id, t.c.message_id, t.c.channel, t.c.to, t.c.body, t.c.buttons, t.c.priority, t.c.attempts,
+            t.c.created_at,
+        )
+    )
+
+
+# One statement takes the rows and marks them: a claim is one round trip and one commit.
+_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+
+
 def claim(
     db: DbEngine, now: datetime, limit: int, saturated: Sequence[str] = (), urgent: int = URGENT
 ) -> list[Claimed]:
@@ -170,38 +202,14 @@ def claim(
     """
     if limit <= 0:
         return []
-    with Session(db, expire_on_commit=False) as s:
-        q = select(Outbox).where(
-            Outbox.status == "pending",
-            or_(col(Outbox.next_attempt_at).is_(None), col(Outbox.next_attempt_at) <= now),
-        )
-        if saturated:
-            q = q.where(or_(col(Outbox.channel).not_in(list(saturated)), col(Outbox.priority) >= urgent))
-        q = q.order_by(col(Outbox.priority).desc(), col(Outbox.id)).limit(limit)
-        if store.is_postgres(s):
-            q = q.with_for_update(skip_locked=True)
-        rows = list(s.exec(q))
-        out = []
-        for r in rows:
-            assert r.id is not None
-            r.status = "sending"
-            r.attempts += 1
-            r.next_attempt_at = now + LEASE
-            s.add(r)
-            out.append(
-                Claimed(
-                    r.id,
-                    r.message_id,
-                    r.channel,
-                    r.to,
-                    r.body,
-                    tuple(r.buttons or ()),
-                    r.priority,
-                    r.attempts,
-                    r.created_at,
-                )
-            )
-        s.commit()
+    params: dict[str, Any] = {"now": now, "lim": limit, "lease": now + LEASE}
+    if saturated:
+        params |= {"saturated": list(saturated), "urgent": urgent}
+    with db.begin() as c:
+        rows = c.execute(_CLAIM[bool(saturated)], params).all()
+    out = [Claimed(r[0], r[1], r[2], r[3], r[4], tuple(r[5] or ()), r[6], r[7], r[8]) for r in rows]
+    # RETURNING gives no order: the caller sends in priority order
+    out.sort(key=lambda r: (-r.priority, r.id))
     return out
 
 
@@ -250,8 +258,6 @@ def recover_stale(db: DbEngine, now: datetime) -> int:
     return len(rows)
 
 
-_OUTBOX = store.table_of(Outbox)
-_MESSAGES = store.table_of(Message)
 _SENT_OUTBOX = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("row"))

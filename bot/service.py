@@ -61,7 +61,7 @@ log = logging.getLogger("rapport.service")
 class Sent:
     """An outbound message written to the messages table and the outbox."""
 
-    id: int
+    id: int | None  # None while deferred (an inbound batch writes its messages when it commits)
 
 
 class _Unknown:
@@ -124,6 +124,7 @@ class Service:
             u = Unit(s, now)
             try:
                 yield u
+                store.flush_deferred(s)
                 s.commit()
             except BaseException:
                 s.rollback()
@@ -240,6 +241,7 @@ class Service:
     def handle_inbound(self, inb: Inbound, now: datetime) -> str:
         """Process one inbound message. Returns what happened (for logs and metrics, never the text)."""
         with self.unit(now) as u:
+            store.defer_writes(u.s)
             return self._inbound(u, inb)
 
     def handle_inbound_batch(self, batch: Sequence[tuple[Inbound, datetime]]) -> list[str]:
@@ -256,6 +258,7 @@ class Service:
         out = [""] * len(batch)
         try:
             with self.unit(batch[order[0]][1]) as u:
+                store.defer_writes(u.s)
                 for i in order:
                     u.now = batch[i][1]
                     out[i] = self._inbound(u, batch[i][0])
@@ -273,12 +276,25 @@ class Service:
         if staff is not None:
             self._record_in(u, None, channel, inb, address=f"staff:{staff.name}")
             return alerts.staff_command(self, u, staff, channel, inb.text)
-        client = s.get(Client, inb.client_id) if inb.client_id else None
-        if client is None and address:
-            client = store.client_by_address(s, channel, address)
-        store.lock_client(s, client.id if client else f"addr:{address}")
-        if client is not None and store.is_postgres(s):
-            s.refresh(client)  # another process may have changed it while we waited for the lock
+        # Everything this message reads about its client comes in one statement (store.inbound_context).
+        # On PostgreSQL it is read after the client's lock: another process may have changed it while
+        # we waited. SQLite's writers are serialised by the transaction itself.
+        ctx: store.InboundContext | None = None
+        if store.is_postgres(s):
+            for cid in (inb.client_id, store.client_id_by_address(s, channel, address) if address else None):
+                if cid is not None:
+                    store.lock_client(s, cid)
+                    ctx = store.inbound_context(s, u.now, client_id=cid)
+                    if ctx is not None:
+                        break
+            else:
+                store.lock_client(s, f"addr:{address}")
+        else:
+            if inb.client_id:
+                ctx = store.inbound_context(s, u.now, client_id=inb.client_id)
+            if ctx is None and address:
+                ctx = store.inbound_context(s, u.now, channel=channel, address=address)
+        client = ctx.client if ctx else None
         self._record_in(u, client, channel, inb, address=address)
 
         # 3. safety first, for everyone, in every state
@@ -306,7 +322,7 @@ class Service:
         kw = keyword(inb.text, channel, client.opted_out)
         conv = None
         if kw is None and not client.opted_out:
-            conv = store.active_conversation(s, client.id)
+            conv = ctx.conversation if ctx else None
             context = conv.wait["expects"] if conv and conv.wait else "none"
             parsed = self._parse(inb.text, client, context, u.now)
             if parsed.intent in ("opt_out", "opt_in", "help"):
@@ -325,7 +341,9 @@ class Service:
             self._start(u, client, "help", automated=False)
             return "help"
         # 5. an open alert: a person answers, not the scripts (opted out or not)
-        alert, held = store.holds(s, client.id)
+        assert ctx is not None  # a client was found
+        alert = s.get(Alert, ctx.alert_id) if ctx.alert_id is not None else None
+        held = ctx.taken_over
         if alert is not None:
             alerts.forward(self, u, alert, client, inb.text)
             return "forwarded"
@@ -352,11 +370,12 @@ class Service:
                 return "rejected"
             self._apply(u, client, conv, appt, sprint, automated=False)
             return "resumed"
-        return self._route_new(u, client, parsed, conv)
+        return self._route_new(u, client, parsed, conv, ctx.appointment)
 
-    def _route_new(self, u: Unit, client: Client, parsed: Parse, conv: Conversation | None) -> str:
-        """A message with nothing pending: act on the client's next appointment, or explain."""
-        appt = store.next_appointment(u.s, client.id, u.now)
+    def _route_new(
+        self, u: Unit, client: Client, parsed: Parse, conv: Conversation | None, appt: Appointment | None
+    ) -> str:
+        """A message with nothing pending: act on the client's next appointment (``appt``), or explain."""
         intent = parsed.intent
         if intent == "reschedule" and appt is None:
             # Nothing ahead, but a session was just missed or called off: book a new one from it.
@@ -918,31 +937,31 @@ class Service:
         reason: str | None = None,
     ) -> Sent:
         m = Sent(
-            store.add_message(
+            store.add_outbound(
                 u.s,
-                client_id=client.id if client else None,
-                address=None if client else (note_to or to),
-                direction="out",
-                channel=channel,
-                body=text,
-                dialogue=dialogue,
-                step=step,
-                automated=automated,
-                status="queued",
-                reason=reason or (f"{dialogue}.{step}"),
-                created_at=u.now,
+                {
+                    "client_id": client.id if client else None,
+                    "address": None if client else (note_to or to),
+                    "direction": "out",
+                    "channel": channel,
+                    "body": text,
+                    "dialogue": dialogue,
+                    "step": step,
+                    "automated": automated,
+                    "status": "queued",
+                    "reason": reason or (f"{dialogue}.{step}"),
+                    "created_at": u.now,
+                },
+                {
+                    "channel": channel,
+                    "to": to,
+                    "body": text,
+                    "priority": priority,
+                    "next_attempt_at": u.now,
+                    "buttons": list(buttons) or None,
+                    "created_at": u.now,
+                },
             )
-        )
-        store.add_outbox(
-            u.s,
-            message_id=m.id,
-            channel=channel,
-            to=to,
-            body=text,
-            priority=priority,
-            next_attempt_at=u.now,
-            buttons=list(buttons) or None,
-            created_at=u.now,
         )
         u.note(
             "message",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -12,6 +13,7 @@ from sqlalchemy import Table, bindparam, exists, func, insert, or_, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from storage.admin_tables import Takeover
@@ -69,6 +71,65 @@ _NEXT_APPOINTMENT = (
     .order_by(col(Appointment.start))
     .limit(1)
 )
+# An inbound message's context in one round trip: the client, their active conversation, their
+# next upcoming appointment, their open alert's id and whether a person has taken over. Each is the
+# statement above it (_ACTIVE_CONVERSATION, _NEXT_APPOINTMENT, _HOLDS) correlated to the client row.
+_C2 = aliased(Conversation)
+_A2 = aliased(Appointment)
+_AL2 = aliased(Alert)
+_CONTEXT = (
+    sa_select(
+        Client,
+        Conversation,
+        Appointment,
+        sa_select(col(_AL2.id))
+        .where(col(_AL2.status).in_(("open", "acked")), col(_AL2.client_id) == col(Client.id))
+        .order_by(col(_AL2.id).desc())
+        .limit(1)
+        .scalar_subquery(),
+        exists().where(col(Takeover.client_id) == Client.id),
+    )
+    .select_from(Client)
+    .outerjoin(
+        Conversation,
+        col(Conversation.id)
+        == sa_select(col(_C2.id))
+        .where(col(_C2.client_id) == col(Client.id), col(_C2.active) == True)  # noqa: E712
+        .order_by(col(_C2.id).desc())
+        .limit(1)
+        .scalar_subquery(),
+    )
+    .outerjoin(
+        Appointment,
+        col(Appointment.id)
+        == sa_select(col(_A2.id))
+        .where(col(_A2.client_id) == col(Client.id), col(_A2.status).in_(UPCOMING), col(_A2.start) > bindparam("now"))
+        .order_by(col(_A2.start))
+        .limit(1)
+        .scalar_subquery(),
+    )
+)
+_CONTEXT_BY = {
+    "phone": _CONTEXT.where(col(Client.phone) == bindparam("a")),
+    "telegram": _CONTEXT.where(col(Client.telegram) == bindparam("a")),
+    # after the client's lock on PostgreSQL: what another process committed meanwhile wins
+    "id": _CONTEXT.where(col(Client.id) == bindparam("a")).execution_options(populate_existing=True),
+}
+_CLIENT_ID_BY = {
+    "phone": sa_select(table_of(Client).c.id).where(table_of(Client).c.phone == bindparam("a")),
+    "telegram": sa_select(table_of(Client).c.id).where(table_of(Client).c.telegram == bindparam("a")),
+}
+
+
+@dataclass
+class InboundContext:
+    client: Client
+    conversation: Conversation | None  # the active one
+    appointment: Appointment | None  # the next upcoming one
+    alert_id: int | None  # the newest open or acknowledged alert
+    taken_over: bool
+
+
 _PENDING_TIMERS_OF_CLIENT = select(Timer).where(
     Timer.done == False,  # noqa: E712
     Timer.client_id == bindparam("c"),
@@ -130,6 +191,29 @@ def active_conversation(s: Session, client_id: str) -> Conversation | None:
     return s.exec(_ACTIVE_CONVERSATION, params={"c": client_id}).first()
 
 
+def inbound_context(s: Session, now: datetime, *, client_id: str | None = None,
+                    channel: str = "", address: str = "") -> InboundContext | None:
+    """What handling an inbound message reads, in one statement (see _CONTEXT); by the client's id
+    (re-read: use it after taking the client's lock) or by channel and address."""
+    if client_id is not None:
+        q, key = _CONTEXT_BY["id"], client_id
+    else:
+        q, key = _CONTEXT_BY["telegram" if channel == "telegram" else "phone"], address
+    row = s.execute(q, {"a": key, "now": now}).first()
+    if row is None:
+        return None
+    client, conv, appt, alert_id, taken = cast(
+        tuple[Client, Conversation | None, Appointment | None, int | None, bool], tuple(row)
+    )
+    return InboundContext(client, conv, appt, alert_id, bool(taken))
+
+
+def client_id_by_address(s: Session, channel: str, address: str) -> str | None:
+    """Only the id: what PostgreSQL needs before the client's lock (everything is read after it)."""
+    q = _CLIENT_ID_BY["telegram" if channel == "telegram" else "phone"]
+    return s.connection().execute(q, {"a": address}).scalar()
+
+
 def mark_seen(s: Session, channel: str, provider_id: str, at: datetime) -> bool:
     """Record a provider id; False when it was already there (the webhook came twice)."""
     stmt = _SEEN[s.get_bind().dialect.name]  # storage.db opens SQLite or PostgreSQL only
@@ -137,14 +221,72 @@ def mark_seen(s: Session, channel: str, provider_id: str, at: datetime) -> bool:
     return res.first() is not None
 
 
-def add_message(s: Session, **values: Any) -> int:
-    """Insert a messages row; its id."""
-    res: Any = s.connection().execute(_INSERT_MESSAGE, values)
-    return int(res.inserted_primary_key[0])
+# Deferred writes. An inbound batch (Service.handle_inbound_batch) writes what nothing reads back in
+# the same transaction (its messages, outbox rows and audit entries) together just before it
+# commits: one multi-row statement a table instead of one statement a row.
+_DEFERRED = "rapport.deferred"
+_INSERT_MESSAGE_IDS = insert(table_of(Message)).returning(table_of(Message).c.id, sort_by_parameter_order=True)
 
 
-def add_outbox(s: Session, **values: Any) -> None:
-    s.connection().execute(_INSERT_OUTBOX, values)
+@dataclass
+class _Deferred:
+    messages: list[dict[str, Any]]
+    audit: list[dict[str, Any]]
+    outbound: list[tuple[dict[str, Any], dict[str, Any]]]  # (message, its outbox row)
+
+
+def defer_writes(s: Session) -> None:
+    """From now on this session's messages, outbox rows and audit entries are written at
+    :func:`flush_deferred` (Service.unit calls it before committing)."""
+    s.info[_DEFERRED] = _Deferred([], [], [])
+
+
+def flush_deferred(s: Session) -> None:
+    d: _Deferred | None = s.info.get(_DEFERRED)
+    if d is None or not (d.messages or d.audit or d.outbound):
+        return
+    c = s.connection()
+    # executemany compiles one statement from the first row's keys: rows go in groups of one shape
+    for rows in _by_shape(d.messages):
+        c.execute(_INSERT_MESSAGE, rows)
+    if d.audit:
+        c.execute(_INSERT_AUDIT, d.audit)
+    if d.outbound:
+        for pairs in _by_shape(d.outbound, key=lambda p: p[0]):
+            ids: list[int] = list(c.execute(_INSERT_MESSAGE_IDS, [m for m, _ in pairs]).scalars())
+            c.execute(_INSERT_OUTBOX, [{**o, "message_id": i} for (_, o), i in zip(pairs, ids, strict=True)])
+    d.messages.clear()
+    d.audit.clear()
+    d.outbound.clear()
+
+
+def _by_shape(rows: list[Any], key: Any = lambda r: r) -> list[list[Any]]:
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for r in rows:
+        groups.setdefault(tuple(sorted(key(r))), []).append(r)
+    return list(groups.values())
+
+
+def add_message(s: Session, **values: Any) -> None:
+    """Insert a messages row (deferred in an inbound batch)."""
+    d: _Deferred | None = s.info.get(_DEFERRED)
+    if d is not None:
+        d.messages.append(values)
+    else:
+        s.connection().execute(_INSERT_MESSAGE, values)
+
+
+def add_outbound(s: Session, message: dict[str, Any], outbox: dict[str, Any]) -> int | None:
+    """A message to send and its outbox row; the message's id, or None when deferred."""
+    d: _Deferred | None = s.info.get(_DEFERRED)
+    if d is not None:
+        d.outbound.append((message, outbox))
+        return None
+    c = s.connection()
+    res: Any = c.execute(_INSERT_MESSAGE, message)
+    mid = int(res.inserted_primary_key[0])
+    c.execute(_INSERT_OUTBOX, {**outbox, "message_id": mid})
+    return mid
 
 
 def open_alert(s: Session, client_id: str | None, address: str | None = None) -> Alert | None:
@@ -230,6 +372,7 @@ def earliest_pending_due(s: Session) -> datetime | None:
 
 
 def count_automated(s: Session, client_id: str, since: datetime) -> int:
+    flush_deferred(s)  # it reads the messages table
     return s.exec(
         select(func.count())
         .select_from(Message)
@@ -258,7 +401,9 @@ def claim_outbox(s: Session, now: datetime, limit: int = 50) -> list[Outbox]:
 
 
 def audit(s: Session, at: datetime, actor: str, entity: str, entity_id: str, action: str, **detail: object) -> None:
-    s.connection().execute(
-        _INSERT_AUDIT,
-        {"at": at, "actor": actor, "entity": entity, "entity_id": str(entity_id), "action": action, "detail": detail},
-    )
+    row = {"at": at, "actor": actor, "entity": entity, "entity_id": str(entity_id), "action": action, "detail": detail}
+    d: _Deferred | None = s.info.get(_DEFERRED)
+    if d is not None:
+        d.audit.append(row)
+    else:
+        s.connection().execute(_INSERT_AUDIT, row)

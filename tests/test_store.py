@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
 from storage import make_engine, store
+from storage.admin_tables import Takeover
 from storage.migrate import upgrade_url
-from storage.tables import Appointment, Client, InboundSeen, Message, Outbox, Timer
+from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, InboundSeen, Message, Outbox, Timer
 from tests.conftest import fresh_pg_database
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -102,6 +103,121 @@ def test_count_automated_ignores_held_and_replies(db) -> None:  # type: ignore[n
     with Session(db) as s:
         assert store.count_automated(s, "c1", T0 - timedelta(days=1)) == 2
         assert store.count_automated(s, "c1", T0 - timedelta(days=7)) == 3
+
+
+def _context_fixture(s: Session) -> None:
+    s.add(Client(id="c1", phone="+15550001", telegram="901"))
+    s.add(Client(id="c2", phone="+15550002"))
+    s.add(Conversation(client_id="c1", dialogue="old", step="x", active=False))
+    s.add(Conversation(client_id="c1", dialogue="feedback", step="rating", active=True))
+    s.add(Conversation(client_id="c2", dialogue="other", step="x", active=True))
+    for aid, start, status in [
+        ("past", T0 - timedelta(days=1), "scheduled"),
+        ("gone", T0 + timedelta(days=1), "cancelled"),
+        ("next", T0 + timedelta(days=2), "confirmed"),
+        ("later", T0 + timedelta(days=9), "scheduled"),
+    ]:
+        s.add(Appointment(id=aid, client_id="c1", start=start, status=status))
+    s.add(Alert(client_id="c1", level="high", status="resolved"))
+    s.add(Alert(client_id="c1", level="high", status="acked"))
+    s.add(Alert(client_id="c2", level="high", status="open"))
+    s.add(Takeover(client_id="c2", by="dr_a", at=T0))
+    s.commit()
+
+
+def test_inbound_context_is_what_the_separate_lookups_give(db) -> None:  # type: ignore[no-untyped-def]
+    """The one-statement context (client, active conversation, next appointment, open alert,
+    takeover) agrees with the lookups it replaces, by address, by Telegram chat and by id."""
+    with Session(db) as s:
+        _context_fixture(s)
+    with Session(db) as s:
+        for ctx in (
+            store.inbound_context(s, T0, channel="sms", address="+15550001"),
+            store.inbound_context(s, T0, channel="telegram", address="901"),
+            store.inbound_context(s, T0, client_id="c1"),
+        ):
+            assert ctx is not None and ctx.client.id == "c1"
+            assert ctx.conversation is not None and ctx.conversation == store.active_conversation(s, "c1")
+            assert ctx.conversation.dialogue == "feedback"
+            nxt = store.next_appointment(s, "c1", T0)
+            assert ctx.appointment is not None and nxt is not None and ctx.appointment.id == "next" == nxt.id
+            alert, taken = store.holds(s, "c1")
+            assert alert is not None and ctx.alert_id == alert.id and ctx.taken_over is taken is False
+        two = store.inbound_context(s, T0, channel="sms", address="+15550002")
+        assert two is not None and two.appointment is None and two.taken_over and two.alert_id is not None
+        assert store.inbound_context(s, T0, channel="sms", address="+15559999") is None
+        assert store.inbound_context(s, T0, client_id="nobody") is None
+        assert store.client_id_by_address(s, "sms", "+15550002") == "c2"
+        assert store.client_id_by_address(s, "telegram", "901") == "c1"
+
+
+def test_deferred_writes_land_at_flush_in_order_with_their_outbox_rows(db) -> None:  # type: ignore[no-untyped-def]
+    with Session(db) as s:
+        store.defer_writes(s)
+        store.add_message(
+            s, client_id="c1", direction="in", channel="sms", body="yes", status="received", created_at=T0
+        )
+        ids = [
+            store.add_outbound(
+                s,
+                {
+                    "client_id": "c1",
+                    "direction": "out",
+                    "channel": "sms",
+                    "body": f"reply {k}",
+                    "status": "queued",
+                    "created_at": T0,
+                },
+                {"channel": "sms", "to": "+15550001", "body": f"reply {k}", "next_attempt_at": T0, "created_at": T0},
+            )
+            for k in range(3)
+        ]
+        store.audit(s, T0, "client:c1", "appointment", "a1", "confirmed")
+        assert ids == [None, None, None]  # nothing written yet
+        assert s.exec(select(func.count()).select_from(Message)).one() == 0
+        store.flush_deferred(s)
+        store.flush_deferred(s)  # twice is harmless: the lists were emptied
+        s.commit()
+    with Session(db) as s:
+        msgs = list(s.exec(select(Message).order_by(col(Message.id))))
+        assert [m.body for m in msgs] == ["yes", "reply 0", "reply 1", "reply 2"]
+        rows = list(s.exec(select(Outbox).order_by(col(Outbox.id))))
+        by_id = {m.id: m.body for m in msgs}
+        assert [(by_id[r.message_id], r.body) for r in rows] == [(f"reply {k}", f"reply {k}") for k in range(3)]
+        assert len(list(s.exec(select(AuditLog)))) == 1
+    with Session(db) as s:  # without defer_writes: written at once, the id returned
+        mid = store.add_outbound(
+            s,
+            {
+                "client_id": "c1",
+                "direction": "out",
+                "channel": "sms",
+                "body": "now",
+                "status": "queued",
+                "created_at": T0,
+            },
+            {"channel": "sms", "to": "+15550001", "body": "now", "next_attempt_at": T0, "created_at": T0},
+        )
+        assert mid is not None and s.get(Message, mid) is not None
+
+
+def test_count_automated_sees_deferred_messages(db) -> None:  # type: ignore[no-untyped-def]
+    with Session(db) as s:
+        store.defer_writes(s)
+        store.add_outbound(
+            s,
+            {
+                "client_id": "c1",
+                "direction": "out",
+                "channel": "sms",
+                "body": "r",
+                "status": "queued",
+                "automated": True,
+                "created_at": T0,
+            },
+            {"channel": "sms", "to": "+1", "body": "r", "next_attempt_at": T0, "created_at": T0},
+        )
+        assert store.count_automated(s, "c1", T0 - timedelta(days=1)) == 1
 
 
 def test_outbox_claims_by_priority(db) -> None:  # type: ignore[no-untyped-def]

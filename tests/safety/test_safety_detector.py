@@ -90,6 +90,14 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("I'm fine", None, False, None),
     ("ich will die Sitzung verschieben", "de", False, None),
     ("quero remarcar para quinta", "pt_BR", False, None),
+    # letters are collapsed before matching: "off" reads "of", "missed" reads "mised" (one key from
+    # "mixed"); neither ordinary sentence may read as the crisis one
+    ("I need to take better care of myself", "en", False, None),
+    ("honestly proud of myself this week", "en", False, None),
+    ("im gonna off myself tonight", "en", True, "self"),
+    ("I missed my meds yesterday, the pharmacy was shut", "en", False, None),
+    ("I mixed all my meds with vodka", "en", True, "self"),
+    ("Fora isso, tudo tranquilo por aqui", "pt_BR", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
