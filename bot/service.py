@@ -276,24 +276,7 @@ class Service:
         if staff is not None:
             self._record_in(u, None, channel, inb, address=f"staff:{staff.name}")
             return alerts.staff_command(self, u, staff, channel, inb.text)
-        # Everything this message reads about its client comes in one statement (store.inbound_context).
-        # On PostgreSQL it is read after the client's lock: another process may have changed it while
-        # we waited. SQLite's writers are serialised by the transaction itself.
-        ctx: store.InboundContext | None = None
-        if store.is_postgres(s):
-            for cid in (inb.client_id, store.client_id_by_address(s, channel, address) if address else None):
-                if cid is not None:
-                    store.lock_client(s, cid)
-                    ctx = store.inbound_context(s, u.now, client_id=cid)
-                    if ctx is not None:
-                        break
-            else:
-                store.lock_client(s, f"addr:{address}")
-        else:
-            if inb.client_id:
-                ctx = store.inbound_context(s, u.now, client_id=inb.client_id)
-            if ctx is None and address:
-                ctx = store.inbound_context(s, u.now, channel=channel, address=address)
+        ctx = self._locked_context(u, inb, channel, address)
         client = ctx.client if ctx else None
         self._record_in(u, client, channel, inb, address=address)
 
@@ -371,6 +354,31 @@ class Service:
             self._apply(u, client, conv, appt, sprint, automated=False)
             return "resumed"
         return self._route_new(u, client, parsed, conv, ctx.appointment)
+
+    def _locked_context(
+        self, u: Unit, inb: Inbound, channel: str, address: str | None
+    ) -> store.InboundContext | None:
+        """The client's lock taken and everything this message reads about the client, in one
+        statement (store.inbound_context): by the id the adapter gave, else by address.
+
+        On PostgreSQL the context is read after the lock, since another process may have changed
+        it while we waited; SQLite's writers are serialised by the transaction itself, so the
+        context is read by address directly, one statement fewer."""
+        s = u.s
+        if not store.is_postgres(s):
+            ctx = store.inbound_context(s, u.now, client_id=inb.client_id) if inb.client_id else None
+            if ctx is None and address:
+                ctx = store.inbound_context(s, u.now, channel=channel, address=address)
+            return ctx
+        cid = inb.client_id
+        if cid is not None:
+            store.lock_client(s, cid)
+            ctx = store.inbound_context(s, u.now, client_id=cid)
+            if ctx is not None:
+                return ctx
+        cid = store.client_id_by_address(s, channel, address) if address else None
+        store.lock_client(s, cid or f"addr:{address}")
+        return store.inbound_context(s, u.now, client_id=cid) if cid else None
 
     def _route_new(
         self, u: Unit, client: Client, parsed: Parse, conv: Conversation | None, appt: Appointment | None

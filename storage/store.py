@@ -43,70 +43,49 @@ _SEEN = {
 }
 _CLIENT_BY_PHONE = select(Client).where(Client.phone == bindparam("a"))
 _CLIENT_BY_TELEGRAM = select(Client).where(Client.telegram == bindparam("a"))
-_ACTIVE_CONVERSATION = (
-    select(Conversation)
-    .where(Conversation.client_id == bindparam("c"), Conversation.active == True)  # noqa: E712
-    .order_by(col(Conversation.id).desc())
-    .limit(1)
-)
-_OPEN_ALERT_BY_CLIENT = (
-    select(Alert)
-    .where(col(Alert.status).in_(("open", "acked")), Alert.client_id == bindparam("c"))
-    .order_by(col(Alert.id).desc())
-    .limit(1)
-)
-# What keeps the scripts quiet for a client, in one round trip: the newest open or acknowledged
-# alert's id, and whether a person has taken the conversation over.
-_HOLDS = sa_select(
-    _OPEN_ALERT_BY_CLIENT.with_only_columns(col(Alert.id)).scalar_subquery(),
-    exists().where(col(Takeover.client_id) == bindparam("c")),
-)
-_NEXT_APPOINTMENT = (
-    select(Appointment)
-    .where(
-        Appointment.client_id == bindparam("c"),
-        col(Appointment.status).in_(UPCOMING),
-        Appointment.start > bindparam("now"),
+# The per-client lookups, each built once for a client id: a bound parameter for the lookup on its
+# own, the client row's id inside the one-statement context below.
+def _active_conversation_of(c: Any, client_id: Any) -> Any:
+    return sa_select(c).where(c.client_id == client_id, c.active == True).order_by(c.id.desc()).limit(1)  # noqa: E712
+
+
+def _open_alert_of(a: Any, client_id: Any) -> Any:
+    return sa_select(a).where(a.status.in_(("open", "acked")), a.client_id == client_id).order_by(a.id.desc()).limit(1)
+
+
+def _next_appointment_of(a: Any, client_id: Any) -> Any:
+    return (
+        sa_select(a)
+        .where(a.client_id == client_id, a.status.in_(UPCOMING), a.start > bindparam("now"))
+        .order_by(a.start)
+        .limit(1)
     )
-    .order_by(col(Appointment.start))
-    .limit(1)
-)
+
+
+_ACTIVE_CONVERSATION = _active_conversation_of(Conversation, bindparam("c"))
+_OPEN_ALERT_BY_CLIENT = _open_alert_of(Alert, bindparam("c"))
+_NEXT_APPOINTMENT = _next_appointment_of(Appointment, bindparam("c"))
 # An inbound message's context in one round trip: the client, their active conversation, their
-# next upcoming appointment, their open alert's id and whether a person has taken over. Each is the
-# statement above it (_ACTIVE_CONVERSATION, _NEXT_APPOINTMENT, _HOLDS) correlated to the client row.
-_C2 = aliased(Conversation)
-_A2 = aliased(Appointment)
-_AL2 = aliased(Alert)
+# next upcoming appointment, their open alert's id and whether a person has taken over — the
+# lookups above, correlated to the client row (aliases, so the subqueries do not meet the joins).
+_C2, _A2, _AL2 = aliased(Conversation), aliased(Appointment), aliased(Alert)
 _CONTEXT = (
     sa_select(
         Client,
         Conversation,
         Appointment,
-        sa_select(col(_AL2.id))
-        .where(col(_AL2.status).in_(("open", "acked")), col(_AL2.client_id) == col(Client.id))
-        .order_by(col(_AL2.id).desc())
-        .limit(1)
-        .scalar_subquery(),
+        _open_alert_of(_AL2, Client.id).with_only_columns(_AL2.id).scalar_subquery(),
         exists().where(col(Takeover.client_id) == Client.id),
     )
     .select_from(Client)
     .outerjoin(
         Conversation,
         col(Conversation.id)
-        == sa_select(col(_C2.id))
-        .where(col(_C2.client_id) == col(Client.id), col(_C2.active) == True)  # noqa: E712
-        .order_by(col(_C2.id).desc())
-        .limit(1)
-        .scalar_subquery(),
+        == _active_conversation_of(_C2, Client.id).with_only_columns(_C2.id).scalar_subquery(),
     )
     .outerjoin(
         Appointment,
-        col(Appointment.id)
-        == sa_select(col(_A2.id))
-        .where(col(_A2.client_id) == col(Client.id), col(_A2.status).in_(UPCOMING), col(_A2.start) > bindparam("now"))
-        .order_by(col(_A2.start))
-        .limit(1)
-        .scalar_subquery(),
+        col(Appointment.id) == _next_appointment_of(_A2, Client.id).with_only_columns(_A2.id).scalar_subquery(),
     )
 )
 _CONTEXT_BY = {
@@ -188,7 +167,7 @@ def client_by_address(s: Session, channel: str, address: str) -> Client | None:
 
 
 def active_conversation(s: Session, client_id: str) -> Conversation | None:
-    return s.exec(_ACTIVE_CONVERSATION, params={"c": client_id}).first()
+    return s.scalars(_ACTIVE_CONVERSATION, {"c": client_id}).first()
 
 
 def inbound_context(s: Session, now: datetime, *, client_id: str | None = None,
@@ -225,7 +204,7 @@ def mark_seen(s: Session, channel: str, provider_id: str, at: datetime) -> bool:
 # the same transaction (its messages, outbox rows and audit entries) together just before it
 # commits: one multi-row statement a table instead of one statement a row.
 _DEFERRED = "rapport.deferred"
-_INSERT_MESSAGE_IDS = insert(table_of(Message)).returning(table_of(Message).c.id, sort_by_parameter_order=True)
+_INSERT_MESSAGE_IDS = _INSERT_MESSAGE.returning(table_of(Message).c.id, sort_by_parameter_order=True)
 
 
 @dataclass
@@ -291,21 +270,14 @@ def add_outbound(s: Session, message: dict[str, Any], outbox: dict[str, Any]) ->
 
 def open_alert(s: Session, client_id: str | None, address: str | None = None) -> Alert | None:
     if client_id:
-        return s.exec(_OPEN_ALERT_BY_CLIENT, params={"c": client_id}).first()
+        return s.scalars(_OPEN_ALERT_BY_CLIENT, {"c": client_id}).first()
     q = select(Alert).where(col(Alert.status).in_(("open", "acked")))
     q = q.where(Alert.client_id == client_id) if client_id else q.where(Alert.address == address)
     return s.exec(q.order_by(col(Alert.id).desc())).first()
 
 
-def holds(s: Session, client_id: str) -> tuple[Alert | None, bool]:
-    """The client's open (or acknowledged) crisis alert, and whether a person has taken their
-    conversation over: the two things that keep the scripts quiet, asked in one statement."""
-    alert_id, taken = s.execute(_HOLDS, {"c": client_id}).one()
-    return (s.get(Alert, alert_id) if alert_id is not None else None), bool(taken)
-
-
 def next_appointment(s: Session, client_id: str, now: datetime) -> Appointment | None:
-    return s.exec(_NEXT_APPOINTMENT, params={"c": client_id, "now": now}).first()
+    return s.scalars(_NEXT_APPOINTMENT, {"c": client_id, "now": now}).first()
 
 
 def last_lapsed_appointment(s: Session, client_id: str, since: datetime) -> Appointment | None:
@@ -384,20 +356,6 @@ def count_automated(s: Session, client_id: str, since: datetime) -> int:
             Message.created_at >= since,  # type: ignore[operator]
         )
     ).one()
-
-
-def claim_outbox(s: Session, now: datetime, limit: int = 50) -> list[Outbox]:
-    q = (
-        select(Outbox)
-        .where(
-            Outbox.status == "pending", or_(col(Outbox.next_attempt_at).is_(None), col(Outbox.next_attempt_at) <= now)
-        )
-        .order_by(col(Outbox.priority).desc(), col(Outbox.id))
-        .limit(limit)
-    )
-    if is_postgres(s):
-        q = q.with_for_update(skip_locked=True)
-    return list(s.exec(q))
 
 
 def audit(s: Session, at: datetime, actor: str, entity: str, entity_id: str, action: str, **detail: object) -> None:

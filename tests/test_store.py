@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, func, select
 
+from bot import outbox
 from storage import make_engine, store
 from storage.admin_tables import Takeover
 from storage.migrate import upgrade_url
@@ -141,7 +142,7 @@ def test_inbound_context_is_what_the_separate_lookups_give(db) -> None:  # type:
             assert ctx.conversation.dialogue == "feedback"
             nxt = store.next_appointment(s, "c1", T0)
             assert ctx.appointment is not None and nxt is not None and ctx.appointment.id == "next" == nxt.id
-            alert, taken = store.holds(s, "c1")
+            alert, taken = store.open_alert(s, "c1"), s.get(Takeover, "c1") is not None
             assert alert is not None and ctx.alert_id == alert.id and ctx.taken_over is taken is False
         two = store.inbound_context(s, T0, channel="sms", address="+15550002")
         assert two is not None and two.appointment is None and two.taken_over and two.alert_id is not None
@@ -230,8 +231,8 @@ def test_outbox_claims_by_priority(db) -> None:  # type: ignore[no-untyped-def]
             )
         )
         s.commit()
-    with Session(db) as s:
-        assert [r.body for r in store.claim_outbox(s, T0)] == ["crisis", "low"]
+    # the worker's claim (bot/outbox.py): one statement on both databases
+    assert [r.body for r in outbox.claim(db, T0, 50)] == ["crisis", "low"]
 
 
 def test_postgres_client_lock_holds_across_connections(pg_url: str) -> None:
