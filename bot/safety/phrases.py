@@ -104,6 +104,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("want_kill", ("KILL", "WANT<"), 4, "high", "direct", "self"),
     ("kill_strong", ("KILL_STRONG",), 0, "high", "direct", "self"),
     ("not_live", ("LIVE", "NOWANT<"), 3, "high", "direct", "self"),
+    # wanting to follow someone who died ("se matou faz 3 anos ... penso em ir junto com ele")
+    ("follow_dead", ("FOLLOW", "WANT<", "DEAD_OTHER<"), 20, "high", "direct", "self"),
     # indirect: disappearing, not waking up, everything ending, a wish to be hit, being a burden
     ("want_vanish", ("VANISH", "WISH"), 4, "moderate", "indirect", "self"),
     ("no_wake", ("NOWAKE",), 0, "moderate", "indirect", "self"),
@@ -143,6 +145,7 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("no_return", ("NOT_BACK", "PLACE_GO<"), 12, "moderate", "plan", "self"),
     ("scout_station", ("FEW_PEOPLE", "TRAIN_TIME"), 12, "moderate", "plan", "self"),
     ("letter_date", ("DATE_SET", "LETTER"), 12, "moderate", "plan", "self"),
+    ("date_follow", ("SAME_DAY", "DATE_SET<"), 10, "high", "plan", "self"),
     ("research", ("RESEARCH", "MEDS"), 5, "moderate", "plan", "self"),
     ("painless", ("PAINLESS", "RESEARCH<"), 6, "high", "plan", "self"),
     ("plan_bare", ("PLAN_BARE",), 0, "moderate", "plan", "self"),

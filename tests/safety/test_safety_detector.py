@@ -98,6 +98,26 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("I missed my meds yesterday, the pharmacy was shut", "en", False, None),
     ("I mixed all my meds with vodka", "en", True, "self"),
     ("Fora isso, tudo tranquilo por aqui", "pt_BR", False, None),
+    # a completed suicide of someone else is grief, not concern for someone at risk; wanting to
+    # follow them is the sender's own crisis (set 19)
+    ("my uncle took his life last spring, the memorial is Sunday", "en", False, None),
+    ("meu pai se matou quando eu era criança, hoje to bem", "pt_BR", False, None),
+    ("meu irmao se matou ano passado e eu penso em ir junto com ele", "pt_BR", True, "self"),
+    ("mi papá se mató en marzo y solo pienso en hacer lo mismo", "es", True, "self"),
+    ("I want to join them for dinner, my grandma died last year so we go every sunday", "en", False, None),
+    ("quero ir junto com ele no medico, meu pai morreu e ele ta sozinho", "pt_BR", False, None),
+    ("since dad took his own life I keep thinking I want to join him", "en", True, "self"),
+    ("vou ir com ela no mercado, meu pai morreu e a casa ta vazia", "pt_BR", False, None),
+    ("escolhi a data do casamento", "pt_BR", False, None),
+    ("escolhi a data: mesmo dia que meu pai morreu", "pt_BR", True, "self"),
+    ("my friend hanged himself, he is in the garage, what do I do", "en", True, "other"),
+    ("minha amiga tentou se matar ontem", "pt_BR", True, "other"),
+    # hyperbole about forms; denials; work with overdoses (set 19)
+    ("if I have to fill in one more form I'll shoot myself lol", "en", False, None),
+    ("se eu tiver que preencher mais uma guia eu me jogo da janela kkk", "pt_BR", False, None),
+    ("I'm not having thoughts of ending it, just tired", "en", False, None),
+    ("to com raiva, não com vontade de sumir", "pt_BR", False, None),
+    ("hoje atendi duas tentativas de suicídio no plantão, to bem", "pt_BR", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
