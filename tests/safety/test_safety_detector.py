@@ -118,6 +118,14 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("I'm not having thoughts of ending it, just tired", "en", False, None),
     ("to com raiva, não com vontade de sumir", "pt_BR", False, None),
     ("hoje atendi duas tentativas de suicídio no plantão, to bem", "pt_BR", False, None),
+    # danger from a partner is not a suicidal crisis; what the sender says of themselves is (set 20)
+    ("He said he'd kill me if I ever left. I'm at my sister's tonight", "en", False, None),
+    ("ele vive falando que vai me matar, mas já tenho medida protetiva", "pt_BR", False, None),
+    ("mi ex me amenazó de muerte, ya puse la denuncia", "es", False, None),
+    ("he's going to kill me one day anyway so I might as well save him the trouble", "en", True, "self"),
+    ("working out how to make it look like an accident so the insurance pays out", "en", True, "self"),
+    ("deitada aqui torcendo pra não ver o dia de amanhã", "pt_BR", True, "self"),
+    ("Two years ago I tried to take my own life. I'm in such a different place now", "en", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
