@@ -70,10 +70,12 @@ TRAIN_SETS = (
     "blindset18.jsonl",
     "blindset19.jsonl",
     "blindset20.jsonl",
+    "blindset21.jsonl",
     "trainset.jsonl",
     "trainset2.jsonl",
     "trainset3.jsonl",
     "trainset4.jsonl",
+    "trainset5.jsonl",
 )
 ORDINARY_SETS = ("devset.jsonl", "checkset.jsonl")  # in tests/understanding: all non-crisis
 CV_FOLDS = (
@@ -96,6 +98,7 @@ CV_FOLDS = (
     "blindset18.jsonl",
     "blindset19.jsonl",
     "blindset20.jsonl",
+    "blindset21.jsonl",
     "blindset.jsonl",
     "checkset.jsonl",
     "understanding",

@@ -106,6 +106,7 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("not_live", ("LIVE", "NOWANT<"), 3, "high", "direct", "self"),
     # wanting to follow someone who died ("se matou faz 3 anos ... penso em ir junto com ele")
     ("follow_dead", ("FOLLOW", "WANT<", "DEAD_OTHER<"), 20, "high", "direct", "self"),
+    ("follow_anniv", ("FOLLOW", "WANT<", "ANNIV"), 12, "high", "direct", "self"),
     # indirect: disappearing, not waking up, everything ending, a wish to be hit, being a burden
     ("want_vanish", ("VANISH", "WISH"), 4, "moderate", "indirect", "self"),
     ("no_wake", ("NOWAKE",), 0, "moderate", "indirect", "self"),
@@ -168,6 +169,7 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("want_poison", ("POISON", "WANT"), 6, "high", "means", "self"),
     ("poison_got", ("POISON", "GOT<"), 4, "high", "means", "self"),
     ("means_access", ("MEANS", "KNOW_WHERE"), 8, "moderate", "means", "self"),
+    ("means_thought", ("MEANS", "THOUGHT_IT"), 16, "moderate", "means", "self"),
     ("fire", ("FUEL", "LIGHTER"), 4, "moderate", "means", "self"),
     ("means_stare", ("MEANS", "STARE<"), 3, "moderate", "means", "self"),
     ("meds_stare", ("MEDS", "STARE<"), 3, "moderate", "means", "self"),

@@ -126,6 +126,17 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("working out how to make it look like an accident so the insurance pays out", "en", True, "self"),
     ("deitada aqui torcendo pra não ver o dia de amanhã", "pt_BR", True, "self"),
     ("Two years ago I tried to take my own life. I'm in such a different place now", "en", False, None),
+    # holidays and anniversaries (set 21)
+    ("queria ir junto com meu pai. faz um ano hoje", "pt_BR", True, "self"),
+    ("queria ir junto com meu pai na ceia de natal", "pt_BR", False, None),
+    ("kinda hoping i dont make it to my birthday", "en", True, "self"),
+    ("dad's rifle is in the shed and i'm there for christmas. thought about it heaps", "en", True, "self"),
+    ("a professora ligou, meu filho tava com o braço todo marcado de lâmina", "pt_BR", True, "other"),
+    ("estoy escribiendo el discurso de despedida para mi jubilación", "es", False, None),
+    ("se a tia perguntar de namorado de novo eu me jogo da janela kkkk", "pt_BR", False, None),
+    ("se ele me bater de novo eu me mato", "pt_BR", True, "self"),
+    ("cuestionario: ideas de hacerme daño en el último mes: no", "es", False, None),
+    ("remember last easter when i said i didnt want to be here anymore? so different now", "en", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
