@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from loadgen import Pool  # noqa: E402
 from webhook_bench import PUBLIC, TEXTS, TOKEN, Server, clinician_of, clinicians_for, pct  # noqa: E402
 
 from tests.channels.fakes import FakeTwilio  # noqa: E402
@@ -89,9 +90,10 @@ async def drive(
     v = RequestValidator(token)
     url = PUBLIC + "/webhooks/twilio"
     windows: list[Window] = [Window()]
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     inflight: set[asyncio.Task[None]] = set()
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    pool = Pool(host, int(port), size=256)
+    try:
 
         async def one(i: int, w: Window) -> None:
             text = "I can't do this anymore, I want to end my life" if i % CRISIS_EVERY == 7 else TEXTS[i % len(TEXTS)]
@@ -104,20 +106,16 @@ async def drive(
                 "NumMedia": "0",
             }
             t0 = time.perf_counter()
-            try:
-                r = await client.post(
-                    "/webhooks/twilio",
-                    content=urlencode(params).encode(),
-                    headers={
-                        "Content-Type": "application/x-www-form-urlencoded",
-                        "X-Twilio-Signature": v.compute_signature(url, params),
-                    },
-                )
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+            status = await pool.post(
+                "/webhooks/twilio",
+                urlencode(params).encode(),
+                {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": v.compute_signature(url, params),
+                },
+            )
             w.lat.append(time.perf_counter() - t0)
-            if ok:
+            if status == 200:
                 w.ok += 1
             else:
                 w.errors += 1
@@ -145,6 +143,8 @@ async def drive(
         if inflight:
             await asyncio.gather(*inflight)
         await report(windows[-1], len(windows))
+    finally:
+        await pool.close()
     return windows
 
 
@@ -156,6 +156,13 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=60)
     ap.add_argument(
         "--split", action="store_true", help="two processes: --role web and --role worker (sending, timers)"
+    )
+    ap.add_argument("--keep-logs", type=Path, default=None, help="copy the servers' logs here at the end")
+    ap.add_argument(
+        "--web",
+        type=int,
+        default=1,
+        help="with --split: this many --role web processes sharing one port (--reuse-port)",
     )
     ap.add_argument(
         "--per-clinician",
@@ -174,17 +181,41 @@ def main() -> int:
     fake = FakeTwilio().start()
     extra = "reminders: {offsets: ['2h']}\n"
     n_clin = clinicians_for(args.clients, args.per_clinician)
-    server = Server(pg.url, fake, workdir, extra_config=extra, role="web" if args.split else "all", clinicians=n_clin)
+    if args.web > 1 and not args.split:
+        ap.error("--web needs --split")
+    role = "web" if args.split else "all"
+    shared = ("--reuse-port",) if args.web > 1 else ()
+    server = Server(
+        pg.url, fake, workdir, extra_config=extra, role=role, clinicians=n_clin, extra_args=shared, name="web1"
+    )
+    webs = [server] + [
+        Server(
+            pg.url,
+            fake,
+            workdir,
+            extra_config=extra,
+            role=role,
+            clinicians=n_clin,
+            port=server.port,
+            extra_args=shared,
+            name=f"web{k + 1}",
+        )
+        for k in range(1, args.web)
+    ]
     worker = Server(pg.url, fake, workdir, extra_config=extra, role="worker", clinicians=n_clin) if args.split else None
     try:
         server.wait_ready()
+        for w in webs[1:]:  # /healthz on the shared port may reach any of them: read each one's log
+            deadline = time.time() + 60
+            while "Application startup complete" not in Path(w.log.name).read_text() and time.time() < deadline:
+                time.sleep(0.2)
         if worker is not None:
             deadline = time.time() + 60
             while "worker running" not in Path(worker.log.name).read_text() and time.time() < deadline:
                 time.sleep(0.2)
         t0 = time.perf_counter()
         seed(server.base, args.clients, args.minutes, args.per_clinician)
-        shape = "web + worker processes" if args.split else "one process"
+        shape = f"{args.web} web + 1 worker processes" if args.split else "one process"
         print(
             f"rapport soak: {os.cpu_count()} CPUs, PostgreSQL, {shape}, "
             f"{args.rate:g} webhooks/s for {args.minutes:g} min, {n_clin} clinicians, "
@@ -196,7 +227,7 @@ def main() -> int:
             flush=True,
         )
         db = psycopg.connect(pg.url, autocommit=True)
-        pids = [server.proc.pid] + ([worker.proc.pid] if worker is not None else [])
+        pids = [w.proc.pid for w in webs] + ([worker.proc.pid] if worker is not None else [])
         rows: list[tuple[int, float, float, float]] = []
 
         async def report(w: Window, n: int) -> None:
@@ -244,7 +275,8 @@ def main() -> int:
             )
         db.close()
     finally:
-        server.stop()
+        for w in webs:
+            w.stop()
         if worker is not None:
             worker.stop()
         for log in workdir.glob("serve-*.log"):
@@ -252,6 +284,10 @@ def main() -> int:
             if warnings:
                 print(f"{log.name}: {len(warnings)} warnings/errors, the last ones:")
                 print("\n".join(warnings[-5:]))
+        if args.keep_logs is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in workdir.glob("serve-*.log"):
+                shutil.copy(log, args.keep_logs / log.name)
         fake.stop()
         pg.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)

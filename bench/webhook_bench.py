@@ -86,8 +86,11 @@ class Server:
         extra_config: str = "",
         role: str = "all",
         clinicians: int = 1,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        name: str = "",
     ):
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         cfg = workdir / "config.yaml"
         week = (
@@ -131,9 +134,10 @@ class Server:
             str(self.port),
             "--role",
             role,
+            *extra_args,
         ]
         self.sends = role != "web"
-        self.log = open(workdir / f"serve-{role}.log", "w")  # noqa: SIM115
+        self.log = open(workdir / f"serve-{name or role}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60) -> None:

@@ -24,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--role", choices=("all", "web", "worker"), default="all")
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share --port with other rapport serve processes (SO_REUSEPORT, PostgreSQL only); the kernel "
+        "spreads connections among them",
+    )
     p.add_argument("--telegram-polling", action="store_true", help="long-poll Telegram instead of a webhook")
 
     p = sub.add_parser("link", help="print a single-use Telegram deep link that ties a chat to a client")

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -354,6 +355,9 @@ def configure_logging() -> None:
     logging.getLogger("rapport").setLevel(logging.INFO)
     for noisy in ("httpx", "httpcore", "twilio", "telegram", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A timer tick still running when the next is due is skipped by design (max_instances=1, the
+    # next tick takes what is due): not worth a warning a second under load. Job errors still log.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 def build_service(config: str | None, settings: Settings) -> Service:
@@ -391,6 +395,19 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.role == "worker":
         asyncio.run(rt.run_headless())
         return 0
+    sockets = None
+    if getattr(args, "reuse_port", False):
+        if not _is_pg(svc.db):
+            print(
+                "rapport: --reuse-port runs several processes, which needs PostgreSQL (docs/deploy.md §2)",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            sockets = [shared_listener(args.host, args.port)]
+        except OSError as e:
+            print(f"rapport: cannot listen on {args.host}:{args.port} with SO_REUSEPORT: {e}", file=sys.stderr)
+            return 2
     server = uvicorn.Server(
         uvicorn.Config(
             rt.app(),
@@ -402,8 +419,27 @@ def run_serve(args: argparse.Namespace) -> int:
             access_log=settings.access_log,
         )
     )
-    server.run()
+    server.run(sockets=sockets)
     return 0
+
+
+def shared_listener(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (SO_REUSEPORT): the kernel hashes each new
+    connection to one of them, so several web processes share a port without a proxy in front."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise OSError("SO_REUSEPORT is not available on this platform")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def run_link(args: argparse.Namespace) -> int:

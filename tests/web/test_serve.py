@@ -30,8 +30,8 @@ crisis:
 
 
 class Proc:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path):
-        self.port = free_port()
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, port: int | None = None):
+        self.port = port or free_port()
         self.log = log.open("w")
         cmd = [sys.executable, "-m", "bot.cli", "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
         self.p = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT)
@@ -160,3 +160,54 @@ def test_web_and_worker_processes_on_postgres_wake_by_notify(
         assert web.terminate() in (0, -signal.SIGTERM)
         if worker is not None:
             assert worker.terminate() == 0
+
+
+def test_reuse_port_needs_postgresql(tmp_path: Path, config: Path) -> None:
+    env = {"RAPPORT_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"}
+    proc = Proc(["--config", str(config), "--reuse-port"], env, tmp_path / "serve.log")
+    assert proc.p.wait(60) == 2
+    proc.log.close()
+    assert "needs PostgreSQL" in (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.postgres
+def test_web_processes_share_one_port_with_reuse_port(
+    tmp_path: Path, config: Path, pg_url: str, fake: FakeTwilio
+) -> None:
+    """Two `--role web --reuse-port` processes on one port: the kernel spreads new connections between
+    them (each one's access log shows webhooks), and every webhook is stored exactly once."""
+    from sqlalchemy import create_engine
+    from sqlalchemy import text as sql
+
+    from tests.conftest import fresh_pg_database
+
+    url = fresh_pg_database(pg_url)
+    env = {"RAPPORT_DATABASE_URL": url, "RAPPORT_ACCESS_LOG": "1", **twilio_env(fake)}
+    args = ["--config", str(config), "--role", "web", "--reuse-port"]
+    first = Proc(args, env, tmp_path / "web1.log")
+    second = None
+    try:
+        first.wait_healthy()
+        second = Proc(args, env, tmp_path / "web2.log", port=first.port)
+        deadline = time.time() + 60
+        while "Application startup complete" not in (tmp_path / "web2.log").read_text() and time.time() < deadline:
+            assert second.p.poll() is None, (tmp_path / "web2.log").read_text()
+            time.sleep(0.1)
+        for i in range(40):  # a new connection each: the kernel hashes each to one of the two
+            body, headers = signed(fake, f"SM{i:032d}", f"+1555123{i:04d}", "hello")
+            assert httpx.post(first.base + "/webhooks/twilio", content=body, headers=headers).status_code == 200
+        body, headers = signed(fake, f"SM{0:032d}", "+15551230000", "hello")  # a replay, to either process
+        assert httpx.post(first.base + "/webhooks/twilio", content=body, headers=headers).status_code == 200
+        served = [
+            (tmp_path / name).read_text().count("POST /webhooks/twilio") for name in ("web1.log", "web2.log")
+        ]
+        assert sum(served) == 41 and min(served) > 0, served
+        db = create_engine(url)
+        with db.connect() as c:
+            stored = c.execute(sql("SELECT count(*), count(DISTINCT provider_id) FROM messages WHERE direction = 'in'"))
+            assert tuple(stored.one()) == (40, 40)
+        db.dispose()
+    finally:
+        assert first.terminate() in (0, -signal.SIGTERM)
+        if second is not None:
+            assert second.terminate() in (0, -signal.SIGTERM)
