@@ -148,6 +148,22 @@ async def drive(
     return windows
 
 
+def print_pg_stats(db: psycopg.Connection) -> None:
+    """Where PostgreSQL's time went, and how far vacuum kept up: for a latency that drifts."""
+    print("statements by total time (calls, total s, mean ms, rows):")
+    for calls, total, mean, nrows, query in db.execute(
+        "SELECT calls, total_exec_time / 1000, mean_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 150)"
+        " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
+    ).fetchall():
+        print(f"  {calls:>8} {total:>8.1f} {mean:>8.3f} {nrows:>9}  {query}")
+    print("tables (live, dead, autovacuums, autoanalyzes, seq scans, rows read by seq scans):")
+    for row in db.execute(
+        "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count, seq_scan, seq_tup_read"
+        " FROM pg_stat_user_tables ORDER BY n_live_tup DESC LIMIT 10"
+    ).fetchall():
+        print("  " + "  ".join(str(x) for x in row))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=30)
@@ -156,6 +172,11 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=60)
     ap.add_argument(
         "--split", action="store_true", help="two processes: --role web and --role worker (sending, timers)"
+    )
+    ap.add_argument(
+        "--pg-stats",
+        action="store_true",
+        help="load pg_stat_statements; at the end print the statements by total time and the tables' vacuum state",
     )
     ap.add_argument("--keep-logs", type=Path, default=None, help="copy the servers' logs here at the end")
     ap.add_argument(
@@ -176,9 +197,14 @@ def main() -> int:
         print(f"soak skipped: {reason}")
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="rapport-soak-"))
-    pg = PgServer()
+    pg = PgServer(options="-c shared_preload_libraries=pg_stat_statements" if args.pg_stats else "")
     pg.start()
-    fake = FakeTwilio().start()
+    if args.pg_stats:
+        with psycopg.connect(pg.url, autocommit=True) as c:
+            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    fake = FakeTwilio()
+    fake.record = False
+    fake.start()
     extra = "reminders: {offsets: ['2h']}\n"
     n_clin = clinicians_for(args.clients, args.per_clinician)
     if args.web > 1 and not args.split:
@@ -243,7 +269,7 @@ def main() -> int:
             rows.append((n, rss, p99, p50))
             print(
                 f"{n:>6} {w.sent:>5} {w.ok:>5} {w.errors:>7} {p50:>7.1f} {p99:>7.1f} {mx:>7.0f} {rss:>8.1f}"
-                f" {backlog[0] if backlog else -1:>7} {len(fake.messages):>8} {reminders[0] if reminders else -1:>10}"
+                f" {backlog[0] if backlog else -1:>7} {fake.created:>8} {reminders[0] if reminders else -1:>10}"
                 f"  {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
@@ -266,13 +292,15 @@ def main() -> int:
         full = [r for r in rows if r[0] > 1] or rows
         print(
             f"total: {sent} webhooks sent, {ok} answered 200, {sent - ok} errors; {stored} inbound stored; "
-            f"{len(fake.messages)} messages reached the provider; {failed} outbox rows failed"
+            f"{fake.created} messages reached the provider; {failed} outbox rows failed"
         )
         if len(full) >= 2:
             print(
                 f"first vs last full window: rss {full[0][1]:.1f} -> {full[-1][1]:.1f} MB, "
                 f"p99 {full[0][2]:.1f} -> {full[-1][2]:.1f} ms, p50 {full[0][3]:.1f} -> {full[-1][3]:.1f} ms"
             )
+        if args.pg_stats:
+            print_pg_stats(db)
         db.close()
     finally:
         for w in webs:

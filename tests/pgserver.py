@@ -44,10 +44,11 @@ def available() -> str | None:
 
 
 class PgServer:
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, options: str = ""):
         self.root = root or Path(tempfile.mkdtemp(prefix="rapport-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
+        self.options = options  # more server settings, e.g. "-c shared_preload_libraries=pg_stat_statements"
 
     @property
     def url(self) -> str:
@@ -62,6 +63,7 @@ class PgServer:
             stdout=subprocess.DEVNULL,
         )
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        opts += f" {self.options}" if self.options else ""
         subprocess.run(
             _as_pg(["pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "start"]),
             check=True,
@@ -83,6 +85,7 @@ class PgServer:
 
     def restart(self) -> None:
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        opts += f" {self.options}" if self.options else ""
         subprocess.run(
             _as_pg(
                 [

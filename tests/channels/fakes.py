@@ -33,6 +33,10 @@ class FakeProvider:
         self.down = False  # drop every connection without an answer
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        # False for long load runs: keep counts, not every request and message (a soak's fake would
+        # otherwise hold hundreds of thousands of dicts, and the garbage collector's full passes
+        # over them stall the load generator sharing its process)
+        self.record = True
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,8 +65,9 @@ class FakeProvider:
                     return
                 url = urlsplit(self.path)
                 params = self._body() if method == "POST" else {k: v[0] for k, v in parse_qs(url.query).items()}
-                with outer.lock:
-                    outer.requests.append((method, url.path, params))
+                if outer.record:
+                    with outer.lock:
+                        outer.requests.append((method, url.path, params))
                 status, payload, headers = outer.answer(method, url.path, params, self.headers)
                 if status == 0:  # lose the answer: the request was taken, the client never hears back
                     time.sleep(outer.lost_answer_seconds)
@@ -117,6 +122,7 @@ class FakeTwilio(FakeProvider):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.messages: list[dict[str, Any]] = []
+        self.created = 0  # messages taken, recorded or not
         super().__init__()
 
     def _auth_ok(self, headers: Any) -> bool:
@@ -162,7 +168,8 @@ class FakeTwilio(FakeProvider):
 
     def _store(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
-            sid = f"SM{len(self.messages) + 1:032x}".replace("SM0", "SMf", 1)  # never equal to an inbound sid
+            self.created += 1
+            sid = f"SM{self.created:032x}".replace("SM0", "SMf", 1)  # never equal to an inbound sid
             msg = {
                 "sid": sid,
                 "account_sid": self.account_sid,
@@ -178,7 +185,8 @@ class FakeTwilio(FakeProvider):
                 "num_segments": "1",
                 "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
             }
-            self.messages.append(msg)
+            if self.record:
+                self.messages.append(msg)
         return msg
 
 
