@@ -114,6 +114,7 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("want_end_all", ("ENDALL", "WISH<"), 4, "moderate", "indirect", "self"),
     ("want_accident", ("ACCIDENT", "WISH<"), 5, "moderate", "indirect", "self"),
     ("accident_shrug", ("SHRUG", "ACCIDENT<", "IFF<"), 14, "moderate", "indirect", "self"),
+    ("wake_shrug", ("SHRUG", "NOWAKE_W<", "IFF<"), 10, "moderate", "indirect", "self"),
     ("want_illness", ("SICK_GRAVE", "WISH<"), 5, "moderate", "indirect", "self"),
     ("cant_go_on", ("CANT_GO_ON",), 0, "moderate", "indirect", "self"),
     ("no_point", ("LIVE", "NOPOINT"), 6, "moderate", "indirect", "self"),

@@ -137,6 +137,16 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("se ele me bater de novo eu me mato", "pt_BR", True, "self"),
     ("cuestionario: ideas de hacerme daño en el último mes: no", "es", False, None),
     ("remember last easter when i said i didnt want to be here anymore? so different now", "en", False, None),
+    # crisis inside a rating or a confirmation; screening answers; courses (set 22)
+    ("2/5. I have a plan now. Like an actual plan, with a place and a time", "en", True, "self"),
+    ("nota 1 pra sessão. vai ser hoje à noite. obrigado por tentarem", "pt_BR", True, "self"),
+    ("YES for tues. can we talk about the cutting, it started again and it's getting deeper", "en", True, "self"),
+    ("que si mañana no me despierto tampoco pasa nada", "es", True, "self"),
+    ("thanks for trying to fix the video link, see you tuesday", "en", False, None),
+    ("5/5. Wild to think a year ago I was planning my suicide and today we talked about my wedding", "en", False, None),
+    ("Nada de vontade de me cortar, se tivesse eu falava", "pt_BR", False, None),
+    ("no, no estoy pensando en quitarme la vida. Es estrés por la plata", "es", False, None),
+    ("a first aid course on how to ask someone if they're thinking of killing themselves", "en", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
