@@ -192,6 +192,8 @@ def main() -> int:
         help="clients a clinician (a caseload; a reschedule reads its clinician's bookings). 0: one clinician",
     )
     args = ap.parse_args()
+    if args.web > 1 and not args.split:
+        ap.error("--web needs --split")
     reason = available()
     if reason:
         print(f"soak skipped: {reason}")
@@ -207,8 +209,6 @@ def main() -> int:
     fake.start()
     extra = "reminders: {offsets: ['2h']}\n"
     n_clin = clinicians_for(args.clients, args.per_clinician)
-    if args.web > 1 and not args.split:
-        ap.error("--web needs --split")
     role = "web" if args.split else "all"
     shared = ("--reuse-port",) if args.web > 1 else ()
     server = Server(
@@ -231,14 +231,10 @@ def main() -> int:
     worker = Server(pg.url, fake, workdir, extra_config=extra, role="worker", clinicians=n_clin) if args.split else None
     try:
         server.wait_ready()
-        for w in webs[1:]:  # /healthz on the shared port may reach any of them: read each one's log
-            deadline = time.time() + 60
-            while "Application startup complete" not in Path(w.log.name).read_text() and time.time() < deadline:
-                time.sleep(0.2)
+        for w in webs[1:]:  # /healthz on the shared port may reach any of them
+            w.wait_log("Application startup complete")
         if worker is not None:
-            deadline = time.time() + 60
-            while "worker running" not in Path(worker.log.name).read_text() and time.time() < deadline:
-                time.sleep(0.2)
+            worker.wait_log("worker running")
         t0 = time.perf_counter()
         seed(server.base, args.clients, args.minutes, args.per_clinician)
         shape = f"{args.web} web + 1 worker processes" if args.split else "one process"

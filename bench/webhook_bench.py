@@ -153,6 +153,15 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError("rapport serve did not become ready")
 
+    def wait_log(self, line: str, timeout: float = 60) -> None:
+        """Until ``line`` is in the process's log (a worker has no /healthz; a web process sharing a
+        port with others cannot be told apart by one)."""
+        deadline = time.time() + timeout
+        while line not in Path(self.log.name).read_text() and time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rapport serve exited with {self.proc.returncode}; see {self.log.name}")
+            time.sleep(0.2)
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:

@@ -396,7 +396,7 @@ def run_serve(args: argparse.Namespace) -> int:
         asyncio.run(rt.run_headless())
         return 0
     sockets = None
-    if getattr(args, "reuse_port", False):
+    if args.reuse_port:
         if not _is_pg(svc.db):
             print(
                 "rapport: --reuse-port runs several processes, which needs PostgreSQL (docs/deploy.md §2)",
@@ -435,7 +435,6 @@ def shared_listener(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
-        sock.set_inheritable(True)
     except OSError:
         sock.close()
         raise

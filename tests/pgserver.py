@@ -50,6 +50,10 @@ class PgServer:
         self.port = free_port()
         self.options = options  # more server settings, e.g. "-c shared_preload_libraries=pg_stat_statements"
 
+    def _options(self) -> str:
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        return f"{opts} {self.options}" if self.options else opts
+
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -62,8 +66,7 @@ class PgServer:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        opts += f" {self.options}" if self.options else ""
+        opts = self._options()
         subprocess.run(
             _as_pg(["pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "start"]),
             check=True,
@@ -84,8 +87,7 @@ class PgServer:
         )
 
     def restart(self) -> None:
-        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        opts += f" {self.options}" if self.options else ""
+        opts = self._options()
         subprocess.run(
             _as_pg(
                 [
