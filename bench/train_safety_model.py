@@ -72,11 +72,13 @@ TRAIN_SETS = (
     "blindset20.jsonl",
     "blindset21.jsonl",
     "blindset22.jsonl",
+    "blindset23.jsonl",
     "trainset.jsonl",
     "trainset2.jsonl",
     "trainset3.jsonl",
     "trainset4.jsonl",
     "trainset5.jsonl",
+    "trainset6.jsonl",
 )
 ORDINARY_SETS = ("devset.jsonl", "checkset.jsonl")  # in tests/understanding: all non-crisis
 CV_FOLDS = (
@@ -101,6 +103,7 @@ CV_FOLDS = (
     "blindset20.jsonl",
     "blindset21.jsonl",
     "blindset22.jsonl",
+    "blindset23.jsonl",
     "blindset.jsonl",
     "checkset.jsonl",
     "understanding",

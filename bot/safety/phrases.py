@@ -132,7 +132,7 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("death_relief", ("RELIEF", "DIE"), 4, "moderate", "indirect", "self"),
     ("relief_no_wake", ("RELIEF", "NOWAKE_W"), 5, "moderate", "indirect", "self"),
     ("own_funeral", ("FUNERAL_SELF",), 0, "moderate", "indirect", "self"),
-    ("giving_away", ("NO_LONGER", "GIVEAWAY"), 10, "moderate", "indirect", "self"),
+    ("giving_away", ("NO_LONGER", "GIVEAWAY"), 14, "moderate", "indirect", "self"),
     # plans
     ("end_it", ("ENDIT", "WANT"), 4, "high", "plan", "self"),
     ("end_it_when", ("ENDIT", "WHEN"), 4, "high", "plan", "self"),
@@ -173,6 +173,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("means_thought", ("MEANS", "THOUGHT_IT"), 16, "moderate", "means", "self"),
     ("fire", ("FUEL", "LIGHTER"), 4, "moderate", "means", "self"),
     ("means_stare", ("MEANS", "STARE<"), 3, "moderate", "means", "self"),
+    # bought with a story for the shop ("el señor me preguntó si era para mudanza y le dije que sí")
+    ("means_cover", ("COVER", "MEANS<"), 8, "moderate", "means", "self"),
     ("meds_stare", ("MEDS", "STARE<"), 3, "moderate", "means", "self"),
     # self-harm
     ("self_harm", ("SELF_HARM", "SH_CONTEXT"), 5, "high", "self_harm", "self"),
