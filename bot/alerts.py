@@ -6,6 +6,7 @@ acknowledges (stops escalation) and resolves (resumes the scripts).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING
 
@@ -49,10 +50,17 @@ def staff_member(cfg: Config, channel: str, address: str | None) -> OnCall | Non
 
 
 def _same_phone(a: str, b: str) -> bool:
+    return _e164(a) == _e164(b)
+
+
+@functools.lru_cache(maxsize=4096)
+def _e164(number: str) -> str:
+    """A number as E.164 (the text itself when it does not parse). Cached: every inbound message
+    from a phone is checked against the on-call list, and its sender usually wrote before."""
     try:
-        return phonenumbers.parse(a, None) == phonenumbers.parse(b, None)
+        return phonenumbers.format_number(phonenumbers.parse(number, None), phonenumbers.PhoneNumberFormat.E164)
     except phonenumbers.NumberParseException:
-        return a == b
+        return number
 
 
 def lang_for_address(svc: Service, address: str | None) -> str:

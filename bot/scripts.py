@@ -6,6 +6,7 @@ Shipped catalogs live in ``locales/<lang>/LC_MESSAGES/messages.po``; a practice 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -64,10 +65,7 @@ class Scripts:
         return fallback if fallback in self.texts else "en"
 
     def format_when(self, lang: str, when: datetime, tz: str, pattern_id: str = "fmt.datetime") -> str:
-        pattern = self.text(lang, pattern_id)
-        locale = Locale.parse(lang)
-        s = format_datetime(when.astimezone(ZoneInfo(tz)), pattern, tzinfo=ZoneInfo(tz), locale=locale)
-        return s.translate(_SPACES)
+        return _format_when(lang, when, tz, self.text(lang, pattern_id))
 
     def render(self, lang: str, msg_id: str, params: Mapping[str, Any], tz: str) -> str:
         values: dict[str, Any] = {}
@@ -82,3 +80,12 @@ class Scripts:
                 values[k] = v
         template = self.text(lang, msg_id)
         return PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), m.group(0))), template).translate(_SPACES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_when(lang: str, when: datetime, tz: str, pattern: str) -> str:
+    """Babel's rendering of one instant: cached, since the same appointment times and open slots are
+    written again and again (a reminder, its confirmation, every client offered the same slot)."""
+    zone = ZoneInfo(tz)
+    s = format_datetime(when.astimezone(zone), pattern, tzinfo=zone, locale=Locale.parse(lang))
+    return s.translate(_SPACES)

@@ -685,9 +685,12 @@ class Service:
             started_at=u.now,
             updated_at=u.now,
         )
-        u.s.add(conv)
         if any(isinstance(e, (ev.WaitStarted, ev.HandoffRequested)) for e in sprint.events):
-            u.s.flush()  # their rows name the conversation; otherwise it is written once, in its final state
+            u.s.add(conv)
+            u.s.flush()  # their rows name the conversation
+        elif sprint.state is not None:
+            u.s.add(conv)
+        # else it ends in this unit: _end writes it once, in its final state, outside the ORM
         self._apply(u, client, conv, appt, sprint, automated=automated, force=force)
 
     def _apply(
@@ -801,11 +804,15 @@ class Service:
         conv.wait = None
         conv.ended_at = u.now
         conv.ended_by = why
-        u.s.add(conv)
         if conv.id is None:
             # Started and ended in this unit without ever waiting (_start flushes any that waits), so
             # it has no wait timer and deferred no prompt: nothing to release.
+            if conv in u.s:
+                u.s.add(conv)
+            else:
+                store.add_finished_conversation(u.s, conv)
             return
+        u.s.add(conv)
         for t in store.pending_timers(u.s, client_id=conv.client_id, kinds=("wait_timeout", *TRIGGERS)):
             if t.kind == "wait_timeout":
                 if t.payload.get("conversation") == conv.id:

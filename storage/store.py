@@ -35,6 +35,8 @@ def table_of(model: Any) -> Table:
 _INSERT_MESSAGE = insert(table_of(Message))
 _INSERT_OUTBOX = insert(table_of(Outbox))
 _INSERT_AUDIT = insert(table_of(AuditLog))
+_INSERT_CONVERSATION = insert(table_of(Conversation))
+_CONVERSATION_COLUMNS = tuple(c.name for c in table_of(Conversation).c if c.name != "id")
 # RETURNING, not rowcount: psycopg reports -1 for an INSERT that did nothing.
 _SEEN_TABLE = table_of(InboundSeen)
 _SEEN = {
@@ -212,19 +214,22 @@ class _Deferred:
     messages: list[dict[str, Any]]
     audit: list[dict[str, Any]]
     outbound: list[tuple[dict[str, Any], dict[str, Any]]]  # (message, its outbox row)
+    conversations: list[dict[str, Any]]  # finished in the unit that started them
 
 
 def defer_writes(s: Session) -> None:
     """From now on this session's messages, outbox rows and audit entries are written at
     :func:`flush_deferred` (Service.unit calls it before committing)."""
-    s.info[_DEFERRED] = _Deferred([], [], [])
+    s.info[_DEFERRED] = _Deferred([], [], [], [])
 
 
 def flush_deferred(s: Session) -> None:
     d: _Deferred | None = s.info.get(_DEFERRED)
-    if d is None or not (d.messages or d.audit or d.outbound):
+    if d is None or not (d.messages or d.audit or d.outbound or d.conversations):
         return
     c = s.connection()
+    for rows in _by_shape(d.conversations):
+        c.execute(_INSERT_CONVERSATION, rows)
     # executemany compiles one statement from the first row's keys: rows go in groups of one shape
     for rows in _by_shape(d.messages):
         c.execute(_INSERT_MESSAGE, rows)
@@ -237,6 +242,7 @@ def flush_deferred(s: Session) -> None:
     d.messages.clear()
     d.audit.clear()
     d.outbound.clear()
+    d.conversations.clear()
 
 
 def _by_shape(rows: list[Any], key: Any = lambda r: r) -> list[list[Any]]:
@@ -253,6 +259,18 @@ def add_message(s: Session, **values: Any) -> None:
         d.messages.append(values)
     else:
         s.connection().execute(_INSERT_MESSAGE, values)
+
+
+def add_finished_conversation(s: Session, conv: Conversation) -> None:
+    """A conversation that started and ended in one unit without waiting (a confirmation, a help
+    answer): one row in its final state, written like a message (deferred in an inbound batch), so
+    the ORM never tracks it. Nothing reads it back in the unit: it is not active."""
+    values = {k: getattr(conv, k) for k in _CONVERSATION_COLUMNS}
+    d: _Deferred | None = s.info.get(_DEFERRED)
+    if d is not None:
+        d.conversations.append(values)
+    else:
+        s.connection().execute(_INSERT_CONVERSATION, values)
 
 
 def add_outbound(s: Session, message: dict[str, Any], outbox: dict[str, Any]) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 from datetime import date, datetime, time, timedelta
 from itertools import accumulate
@@ -27,31 +28,34 @@ def _local(d: date, hhmm: str, tz: ZoneInfo) -> datetime:
 
 def open_slots(av: Availability, now: datetime, horizon: timedelta, lead: timedelta) -> list[datetime]:
     """Every slot start from ``now + lead`` to ``now + horizon``, on window boundaries stepped by session length."""
-    booked = sorted(av.booked)
+    # Instants as POSIX seconds: a reschedule request walks a few hundred candidate slots against the
+    # clinician's bookings, and float comparisons cost far less than aware datetimes in two zones.
+    booked = sorted((a.timestamp(), b.timestamp()) for a, b in av.booked)
     starts = [b[0] for b in booked]
     # ends[i]: the latest end among the first i+1 bookings, so one bisect answers "does anything overlap".
     ends = list(accumulate((b[1] for b in booked), max))
     tz = ZoneInfo(av.tz)
     step = timedelta(minutes=av.session_minutes)
-    earliest = now + lead
-    latest = now + horizon
+    earliest = (now + lead).timestamp()
+    latest = (now + horizon).timestamp()
     out: list[datetime] = []
     day = now.astimezone(tz).date()
-    last = latest.astimezone(tz).date()
+    last = (now + horizon).astimezone(tz).date()
     while day <= last:
         for window in av.windows.get(WEEKDAYS[day.weekday()], []):
             a, b = window.split("-")
             start, end = _local(day, a, tz), _local(day, b, tz)
             s = start
-            while s + step <= end:
-                if earliest <= s <= latest and not _overlaps(s, s + step, starts, ends):
+            while s + step <= end:  # wall-clock steps, as the practice's calendar reads them
+                t = s.timestamp()
+                if earliest <= t <= latest and not _overlaps(t, (s + step).timestamp(), starts, ends):
                     out.append(s)
                 s += step
         day += timedelta(days=1)
     return out
 
 
-def _overlaps(a: datetime, b: datetime, starts: list[datetime], ends: list[datetime]) -> bool:
+def _overlaps(a: float, b: float, starts: list[float], ends: list[float]) -> bool:
     """Whether [a, b) meets a booking. ``starts`` sorted; ``ends[i]`` the latest end among the first i+1."""
     i = bisect_left(starts, b)  # bookings at index < i start before b
     return i > 0 and ends[i - 1] > a
@@ -61,15 +65,15 @@ def nearest(slots: list[datetime], target: datetime | date | None, tz: str, k: i
     """Up to ``k`` slots nearest the target (a time, a whole local day, or none = earliest); ties go earlier."""
     if target is None:
         return sorted(slots)[:k]
-    zone = ZoneInfo(tz)
+    if isinstance(target, datetime):
+        lo = hi = target.timestamp()
+    else:
+        day_start = datetime.combine(target, time(0), tzinfo=ZoneInfo(tz))
+        lo, hi = day_start.timestamp(), (day_start + timedelta(days=1)).timestamp()
 
-    def distance(s: datetime) -> float:
-        if isinstance(target, datetime):
-            return abs((s - target).total_seconds())
-        day_start = datetime.combine(target, time(0), tzinfo=zone)
-        day_end = day_start + timedelta(days=1)
-        if day_start <= s < day_end:
-            return 0.0
-        return min(abs((s - day_start).total_seconds()), abs((s - day_end).total_seconds()))
+    def distance(t: float) -> float:
+        # 0 inside [lo, hi) (the whole day asked for), else the gap to its nearer edge
+        return lo - t if t < lo else (0.0 if t < hi else t - hi)
 
-    return sorted(slots, key=lambda s: (distance(s), s))[:k]
+    keyed = [(distance(t), t, i) for i, t in enumerate(s.timestamp() for s in slots)]
+    return [slots[i] for _, _, i in heapq.nsmallest(k, keyed)]
