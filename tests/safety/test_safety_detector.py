@@ -211,6 +211,13 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("me bajé todo el blíster con un vodka hace un rato", "es", True, "self"),
     ("0 en ideas suicidas, 7 en ansiedad", "es", False, None),
     ("otra reunión con el jefe y me tiro por la ventana jajaja", "es", False, None),
+    # idioms with an open ending no longer hide a method (session 6 audit)
+    ("gonna kill myself with a rope", "en", True, "self"),
+    ("i want to kill myself with my dads gun", "en", True, "self"),
+    ("im going to end it with pills", "en", True, "self"),
+    ("im killing myself with work lol", "en", False, None),
+    ("i ended it with my boyfriend", "en", False, None),
+    ("ended things with him last night", "en", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
