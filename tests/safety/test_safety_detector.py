@@ -218,6 +218,12 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("im killing myself with work lol", "en", False, None),
     ("i ended it with my boyfriend", "en", False, None),
     ("ended things with him last night", "en", False, None),
+    ("I would rather die than live like this", "en", True, "self"),
+    ("id rather die than go to that party", "en", False, None),
+    ("prefiro morrer a continuar vivendo assim", "pt_BR", True, "self"),
+    ("prefiro morrer a voltar naquele dentista kkk", "pt_BR", False, None),
+    ("prefiero morir a seguir viviendo así", "es", True, "self"),
+    ("prefiero morir antes que ir a esa boda", "es", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
