@@ -232,6 +232,12 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("id die for a pizza rn", "en", False, None),
     ("vou morrer se eu não conseguir ajuda hoje", "pt_BR", True, "self"),
     ("vou morrer se eu não comer agora kkk", "pt_BR", False, None),
+    # someone else's blades, punches to one's own face, kept-back patches, a will at 24 (set 27)
+    ("found razor blades in her room, what do I do", "en", True, "other"),
+    ("me doy golpes contra la pared cuando me agobio", "es", True, "self"),
+    ("le di un golpe a la mesa", "es", False, None),
+    ("one more form and ill jump off a bridge lol", "en", False, None),
+    ("no tengo ningún plan ni ganas de morirme. estoy bajoneada por la mudanza", "es", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
