@@ -806,10 +806,9 @@ class Service:
         conv.ended_by = why
         if conv.id is None:
             # Started and ended in this unit without ever waiting (_start flushes any that waits), so
-            # it has no wait timer and deferred no prompt: nothing to release.
-            if conv in u.s:
-                u.s.add(conv)
-            else:
+            # it has no wait timer and deferred no prompt: nothing to release. One the session does not
+            # track (_start kept it out) is written here, once.
+            if conv not in u.s:
                 store.add_finished_conversation(u.s, conv)
             return
         u.s.add(conv)

@@ -36,21 +36,22 @@ def open_slots(av: Availability, now: datetime, horizon: timedelta, lead: timede
     ends = list(accumulate((b[1] for b in booked), max))
     tz = ZoneInfo(av.tz)
     step = timedelta(minutes=av.session_minutes)
+    until = now + horizon
     earliest = (now + lead).timestamp()
-    latest = (now + horizon).timestamp()
+    latest = until.timestamp()
     out: list[datetime] = []
     day = now.astimezone(tz).date()
-    last = (now + horizon).astimezone(tz).date()
+    last = until.astimezone(tz).date()
     while day <= last:
         for window in av.windows.get(WEEKDAYS[day.weekday()], []):
             a, b = window.split("-")
             start, end = _local(day, a, tz), _local(day, b, tz)
             s = start
-            while s + step <= end:  # wall-clock steps, as the practice's calendar reads them
+            while (nxt := s + step) <= end:  # wall-clock steps, as the practice's calendar reads them
                 t = s.timestamp()
-                if earliest <= t <= latest and not _overlaps(t, (s + step).timestamp(), starts, ends):
+                if earliest <= t <= latest and not _overlaps(t, nxt.timestamp(), starts, ends):
                     out.append(s)
-                s += step
+                s = nxt
         day += timedelta(days=1)
     return out
 
