@@ -7,7 +7,10 @@ languages, records are wrong, and a missed crisis costs far more than a few micr
 Steps for one message:
 
 1. :func:`normalize` the text, then correct known misspellings and run-together words word by
-   word (``typos``/``fuzzy`` in the phrase files).
+   word (``typos``/``fuzzy`` in the phrase files). Both work on each whitespace-separated piece
+   alone, so each distinct piece ("yes", "3pm", "não") is normalised, corrected and looked up
+   once per process and remembered with its anchors (``prepared``); only letters spaced out
+   across pieces ("k i l l") send the message through the whole-text path.
 2. Anchors: every pattern carries word beginnings read off its regex (see :mod:`.phrases`); only
    the patterns and idioms whose anchors start some word of the message run. Ordinary replies
    ("yes", "can we do 3pm") usually run none.
@@ -53,7 +56,7 @@ from bot.langs import CRISIS_LANGS, normalize_lang
 
 from .model import Model
 from .model import load as load_model
-from .normalize import normalize
+from .normalize import finish, fold, normalize
 from .phrases import (
     COMMON,
     CONCEPT_NEGATABLE,
@@ -130,6 +133,8 @@ class _Compiled:
     owners: tuple[Phrase, ...]  # the phrase of pattern number n_idioms + n_frames + i, at i
     # word -> (numbers its anchors start, as bits; concept family bits; second-anchor bits)
     word_cache: dict[str, tuple[int, int, int]]
+    # whitespace-separated piece of a raw message -> what it contributes (see _piece)
+    piece_cache: dict[str, _Piece]
     always_bits: int
     concepts: _Concepts
 
@@ -246,6 +251,7 @@ def build(data: Iterable[LangData]) -> _Compiled:
         regexes=(*idioms, *frames, *(p.rx for p in patterns)),
         owners=tuple(p.phrase for p in patterns),
         word_cache={},
+        piece_cache={},
         concepts=build_concepts(data, known),
     )
 
@@ -308,39 +314,139 @@ def _word_bits2(c: _Compiled, w: str) -> int:
 _WORD_CACHE_MAX = 100_000
 
 
+class _Piece(NamedTuple):
+    """One whitespace-separated piece of a raw message, normalised and corrected, with what its
+    words start (the union of their ``word_cache`` entries), and its single letters: spaced-out
+    letters ("k i l l") join across pieces, which a piece alone cannot see."""
+
+    words: tuple[str, ...]
+    # (patterns its words start, concept families, second anchors) as bits; None: nothing
+    # (most pieces: OR-ing bit sets thousands of bits wide is the costly step)
+    bits: tuple[int, int, int] | None
+    singles: int  # single-letter words among the folded words (before the join)
+    n: int  # folded words
+    lead: int  # single-letter words at its start
+    trail: int  # and at its end
+
+
+def _piece(c: _Compiled, raw: str) -> _Piece:
+    folded = fold(raw).split()
+    words = finish(" ".join(folded)).split()
+    if words and not c.typo_keys.isdisjoint(words):
+        words = " ".join([c.typos.get(w, w) for w in words]).split()
+    hits = concepts = second = 0
+    for w in words:
+        h, m, b = _word_entry(c, w)
+        hits |= h
+        concepts |= m
+        second |= b
+    single = [len(w) == 1 and w.isalpha() for w in folded]
+    lead = next((i for i, x in enumerate(single) if not x), len(single))
+    trail = next((i for i, x in enumerate(reversed(single)) if not x), len(single))
+    bits = (hits, concepts, second) if hits or concepts or second else None
+    entry = _Piece(tuple(words), bits, sum(single), len(single), lead, trail)
+    cache = c.piece_cache
+    if len(cache) >= _WORD_CACHE_MAX:
+        cache.clear()
+    cache[raw] = entry
+    return entry
+
+
+def _spaced_across(pieces: list[_Piece]) -> bool:
+    """Do four or more single letters run across two or more pieces ("k i l l", "k. i. l. l")?
+    Then the pieces' own normal forms are not the text's, and the text is normalised whole."""
+    run = parts = 0
+    for p in pieces:
+        if p.lead == p.n:  # nothing but single letters (or nothing at all, "!!!")
+            if p.n:
+                run += p.n
+                parts += 1
+            continue
+        if run and p.lead:
+            if run + p.lead >= 4:
+                return True
+        elif run >= 4 and parts >= 2:
+            return True
+        run = p.trail
+        parts = 1 if run else 0
+    return run >= 4 and parts >= 2
+
+
+def _word_entry(c: _Compiled, w: str) -> tuple[int, int, int]:
+    cache = c.word_cache
+    cached = cache.get(w)
+    if cached is None:
+        cached = (_bits(_word_hits(c, w)), _concept_word(c.concepts, w)[1], _word_bits2(c, w))
+        if len(cache) >= _WORD_CACHE_MAX:
+            cache.clear()
+        cache[w] = cached
+    return cached
+
+
+def _ordered(c: _Compiled, hit: int, second: int) -> list[int]:
+    """The numbers of ``hit`` (bits) in order, without those whose second condition is absent."""
+    # a number whose second condition is not in the message cannot match: its search is skipped
+    hit = (hit | c.always_bits) & ~(c.need2 & ~second)
+    order: list[int] = []
+    while hit:
+        low = hit & -hit
+        order.append(low.bit_length() - 1)
+        hit ^= low
+    return order
+
+
+def prepared(c: _Compiled, text: str) -> tuple[str, list[str], list[int], int]:
+    """:func:`prepare`, and what :func:`_active` returns for its words, piece by piece: a
+    message's pieces ("yes", "3pm", "não", "tô") recur across messages, so each is normalised,
+    corrected and looked up once per process."""
+    cache = c.piece_cache
+    words: list[str] = []
+    hit = mask = second = singles = 0
+    raws = text.split()
+    for raw in raws:
+        p = cache.get(raw)
+        if p is None:
+            p = _piece(c, raw)
+        # indexes, not names: this loop runs for every piece of every message
+        words += p[0]
+        bits = p[1]
+        if bits is not None:
+            hit |= bits[0]
+            mask |= bits[1]
+            second |= bits[2]
+        singles += p[2]
+    if singles >= 4 and _spaced_across([cache.get(raw) or _piece(c, raw) for raw in raws]):
+        norm, words = _prepare_whole(c, text)
+        order, mask = _active(c, words) if words else ([], 0)
+        return norm, words, order, mask
+    if not words:
+        return "", words, [], 0
+    return " ".join(words), words, _ordered(c, hit, second), mask
+
+
 def _active(c: _Compiled, words: list[str]) -> tuple[list[int], int]:
     """Numbers of the idioms and patterns whose anchors begin some word of the message (both
     sets, for the ones with two), in order, and the concept families (bits) whose anchor words
     are in it."""
     # Sets of numbers as int bit masks: OR-ing a few hundred bits is cheaper than set updates
     # and a sort, and reading the bits back from the low end gives the numbers in order.
-    hit = c.always_bits
-    mask = 0
-    second = 0
-    cache = c.word_cache
+    hit = mask = second = 0
     for w in words:
-        cached = cache.get(w)
-        if cached is None:
-            cached = (_bits(_word_hits(c, w)), _concept_word(c.concepts, w)[1], _word_bits2(c, w))
-            if len(cache) >= _WORD_CACHE_MAX:
-                cache.clear()
-            cache[w] = cached
-        ids, bits, bits2 = cached
+        ids, bits, bits2 = _word_entry(c, w)
         hit |= ids
         mask |= bits
         second |= bits2
-    # a number whose second condition is not in the message cannot match: its search is skipped
-    hit &= ~(c.need2 & ~second)
-    order: list[int] = []
-    while hit:
-        low = hit & -hit
-        order.append(low.bit_length() - 1)
-        hit ^= low
-    return order, mask
+    return _ordered(c, hit, second), mask
 
 
 def prepare(c: _Compiled, text: str) -> tuple[str, list[str]]:
     """The normalised text with known misspellings corrected, and its words."""
+    norm, words, _, _ = prepared(c, text)
+    return norm, words
+
+
+def _prepare_whole(c: _Compiled, text: str) -> tuple[str, list[str]]:
+    """:func:`prepare` on the whole text at once: the reference the piecewise path must equal."""
     norm = normalize(text)
     words = norm.split()
     if words and not c.typo_keys.isdisjoint(words):
@@ -386,6 +492,9 @@ class Floor(NamedTuple):
     frame_at: int  # where reported speech starts in ``text`` (len(text): none)
     frame_end: int
     silenced: bool  # past and well now: no alert, and the model is not asked either
+    # ``model_text.split()`` when nothing was blanked: the cached word objects, whose hashes
+    # are already known, so the model's look-ups skip hashing (None: split model_text)
+    model_words: list[str] | None = None
 
 
 def floor(c: _Compiled, text: str) -> Floor:
@@ -398,9 +507,8 @@ def floor(c: _Compiled, text: str) -> Floor:
             if rx.search(text):
                 found.append(c.phrases[pid])
                 own = True
-    norm, words = prepare(c, text)
-    active, mask = _active(c, words) if words else (None, 0)
-    s = f" {norm} "
+    norm, words, active, mask = prepared(c, text)
+    s = s0 = f" {norm} "
     frame_at = frame_end = len(s)
     if active:
         # The numbers are ordered idioms < frames < other-concern patterns < the sender's own,
@@ -473,7 +581,7 @@ def floor(c: _Compiled, text: str) -> Floor:
     else:
         gate = needed = 0
     if gate:
-        hits, recovered = concept_matches(cc, s, needed)
+        hits, recovered = concept_matches(cc, s, needed, words if s is s0 else None)
         hits = hits if gate & 1 else []
         # spans of the concern-for-someone-else rules: a rule about the sender that overlaps
         # one, or follows it with no first-person word since, reads the same third person
@@ -493,7 +601,9 @@ def floor(c: _Compiled, text: str) -> Floor:
             # "I thought about killing myself years ago, I'm fine now": the message itself puts
             # it at a distance and says how the person is now (tests/safety/README.md).
             return Floor([], False, False, s, model_text, frame_at, frame_end, True)
-    return Floor(found, own, reported, s, model_text, frame_at, frame_end, False)
+    return Floor(
+        found, own, reported, s, model_text, frame_at, frame_end, False, words if model_text is s0 else None
+    )
 
 
 def scan_with(c: _Compiled, text: str, lang: str | None = None, model: Model | None = None) -> Scan:
@@ -505,7 +615,7 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None, model: Model | N
     if not found:
         if fl.silenced or model is None:
             return _NO_CRISIS
-        toks = fl.model_text.split()
+        toks = fl.model_words if fl.model_words is not None else fl.model_text.split()
         if toks.count(_BLANK_WORD) == len(toks):
             # nothing but idioms and negations ("me muero de hambre", "not suicidal")
             return _NO_CRISIS
@@ -660,7 +770,7 @@ class _Concepts:
     rule_masks: dict[int, tuple[int, ...]]
     recovered_masks: tuple[int, ...]
     recovered_bits: int  # the first families of the recovered masks
-    cache: dict[str, tuple[tuple[int, ...], int]] = field(default_factory=dict)  # word -> (entries, mask)
+    cache: dict[str, tuple[tuple[_CEntry, ...], int]] = field(default_factory=dict)  # word -> (entries, mask)
     gate_cache: dict[int, tuple[int, int]] = field(default_factory=dict)  # family mask -> concept_gate()
 
 
@@ -778,7 +888,7 @@ def _first_bits(data: Sequence[LangData], bits: dict[tuple[int, str], int]) -> i
     return sum(bits.get((li, first), 0) for li in range(len(data)))
 
 
-def _concept_word(cc: _Concepts, w: str) -> tuple[tuple[int, ...], int]:
+def _concept_word(cc: _Concepts, w: str) -> tuple[tuple[_CEntry, ...], int]:
     """The entries whose anchor token ``w`` can be, and their families' bits (cached)."""
     cached = cc.cache.get(w)
     if cached is not None:
@@ -797,10 +907,10 @@ def _concept_word(cc: _Concepts, w: str) -> tuple[tuple[int, ...], int]:
         out.extend(cc.fuzzy_prefix.get(w[:k], ()))
     if w.isdigit():
         out.extend(cc.numbers)
-    hit = tuple(dict.fromkeys(out))
+    hit = tuple(cc.entries[ei] for ei in dict.fromkeys(out))
     mask = 0
-    for ei in hit:
-        mask |= cc.entries[ei].bit
+    for e in hit:
+        mask |= e.bit
     if len(cc.cache) >= _WORD_CACHE_MAX:
         cc.cache.clear()
     cc.cache[w] = (hit, mask)
@@ -895,14 +1005,17 @@ def concept_gate(cc: _Concepts, mask: int, rules: bool = True) -> tuple[int, int
     return gate, needed
 
 
-def concept_matches(cc: _Concepts, text: str, needed: int = -1) -> tuple[list[tuple[Phrase, int, int]], bool]:
+def concept_matches(
+    cc: _Concepts, text: str, needed: int = -1, toks: list[str] | None = None
+) -> tuple[list[tuple[Phrase, int, int]], bool]:
     """The concept rules that fire on ``text`` (the padded, blanked matching text): each with
     the character span it covers; and whether some language's "recovered" rule fired. Only
-    the families in ``needed`` (a mask, see :func:`concept_gate`) are looked for."""
-    toks = text.split()
+    the families in ``needed`` (a mask, see :func:`concept_gate`) are looked for. ``toks``:
+    ``text.split()``, when the caller has it."""
+    if toks is None:
+        toks = text.split()
     if not toks:
         return [], False
-    entries = cc.entries
     langs = cc.langs
     cache = cc.cache
     occ: dict[tuple[int, str], list[tuple[int, int]]] = {}
@@ -913,8 +1026,7 @@ def concept_matches(cc: _Concepts, text: str, needed: int = -1) -> tuple[list[tu
         if not cached[1] & needed:
             # none of the word's entries belongs to a family a possible rule needs
             continue
-        for ei in cached[0]:
-            e = entries[ei]
+        for e in cached[0]:
             if not e.bit & needed:
                 continue
             if e.single:

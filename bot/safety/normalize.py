@@ -116,6 +116,18 @@ def _leet(m: re.Match[str]) -> str:
 
 def normalize(text: str) -> str:
     """The matching form of ``text``: ASCII words separated by single spaces."""
+    return finish(fold(text))
+
+
+def fold(text: str) -> str:
+    """The first half of :func:`normalize`: ASCII, lower case, look-alike symbols read as
+    letters, every other non-alphanumeric a break, single spaces. Leetspeak, spaced-out letters
+    and repeated letters are left to :func:`finish`.
+
+    Both halves work word by word except the joining of spaced-out letters, which spans words:
+    the detector folds and finishes each whitespace-separated piece of a message once and
+    remembers it, and falls back to the whole text when single letters run across pieces.
+    """
     if text.isascii():
         raw = text.encode("ascii")
     else:
@@ -126,7 +138,11 @@ def normalize(text: str) -> str:
         low = raw.decode("ascii").lower()
         raw = _LOOKALIKE_IN_WORD.sub(lambda m: m.group(0).translate(_LOOKALIKE_MAP), low).encode("ascii")
     # Lower case, apostrophes out, every other non-alphanumeric a space; then single spaces.
-    s = " ".join(raw.translate(_BYTE_TABLE, _BYTE_DELETE).decode("ascii").split())
+    return " ".join(raw.translate(_BYTE_TABLE, _BYTE_DELETE).decode("ascii").split())
+
+
+def finish(s: str) -> str:
+    """The second half of :func:`normalize`, on :func:`fold`'s output."""
     if _DIGIT.search(s):
         s = _LEET_WORD.sub(_leet, s)
     if _SPACED.search(s):

@@ -404,6 +404,56 @@ def test_second_anchor_sets_skip_only_searches_that_cannot_match() -> None:
         assert det.scan_with(c, text, lang) == det.scan_with(one, text, lang), text
 
 
+# Pieces whose single letters join across whitespace, or do not: the piecewise normal form
+# must fall back to the whole text exactly when they do.
+SPACED_ACROSS = [
+    "k i l l  m y s e l f",
+    "k.i.l.l m.y.s.e.l.f",
+    "i want to k i l l myself",
+    "kk i l l",  # "kk" is not a single letter before the join, only after the collapse
+    "a b c",  # three: no join
+    "a b c d",
+    "I a o e y",
+    "x. y. z. w.",
+    "!!! k !!! i !!! l !!! l",
+    "word k.i.l word",
+    "a b-c-d e",
+    "quero m o r r e r",
+    "é a o ê",
+    "\u3000k\u3000i\u3000l\u3000l",
+]
+
+
+def _whole(c: det._Compiled, text: str) -> tuple[str, list[str], list[int], int]:
+    norm, words = det._prepare_whole(c, text)
+    order, mask = det._active(c, words) if words else ([], 0)
+    return norm, words, order, mask
+
+
+@pytest.mark.parametrize("text", SPACED_ACROSS)
+def test_piecewise_normal_form_equals_the_whole_texts(text: str) -> None:
+    c = det.compiled()
+    assert det.prepared(c, text) == _whole(c, text)
+
+
+def test_piecewise_normal_form_on_labelled_and_random_text() -> None:
+    """Each whitespace piece is normalised once and remembered; the result must be what the
+    whole text normalises to, for real messages and for random mixes of the hard parts
+    (single letters, punctuation, accents, look-alikes, leetspeak, invisible characters)."""
+    import random
+
+    c = det.compiled()
+    for text, _ in _labelled_texts():
+        assert det.prepared(c, text) == _whole(c, text), text
+    rng = random.Random(7)
+    parts = [*"abcdeiklmosy", " ", " ", "  ", ".", "-", "'", "’", "1", "3", "0", "@", "$", "!", "|"]
+    parts += ["é", "ã", "ñ", "ß", "\u200b", "\xa0", "\u3000", "\u0301", "\U0001f52a", "\U0001fa78", "\uff4b"]
+    parts += ["kk", "ll", " i ", " k ", "\n", "kill", "myself", "morrer", "k1ll"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(1, 24)))
+        assert det.prepared(c, text) == _whole(c, text), repr(text)
+
+
 @pytest.mark.parametrize(
     ("src", "first", "second"),
     [
