@@ -77,12 +77,14 @@ TRAIN_SETS = (
     "blindset25.jsonl",
     "blindset26.jsonl",
     "blindset27.jsonl",
+    "blindset28.jsonl",
     "trainset.jsonl",
     "trainset2.jsonl",
     "trainset3.jsonl",
     "trainset4.jsonl",
     "trainset5.jsonl",
     "trainset6.jsonl",
+    "trainset7.jsonl",
 )
 ORDINARY_SETS = ("devset.jsonl", "checkset.jsonl")  # in tests/understanding: all non-crisis
 CV_FOLDS = (
@@ -112,6 +114,7 @@ CV_FOLDS = (
     "blindset25.jsonl",
     "blindset26.jsonl",
     "blindset27.jsonl",
+    "blindset28.jsonl",
     "blindset.jsonl",
     "checkset.jsonl",
     "understanding",

@@ -113,6 +113,10 @@ class _Compiled:
     typo_keys: frozenset[str]
     idioms: tuple[re.Pattern[str], ...]
     first_person: re.Pattern[str]
+    relapse: re.Pattern[str]  # every language's "relapse" patterns, one regex
+    n_threats: int  # idioms 0 .. n_threats-1 are threats (phrases.LangData.threats)
+    threat_phrases: tuple[Phrase, ...]  # the alert of threat idiom i, at i
+    danger: re.Pattern[str]  # every language's "danger" patterns, one regex
     patterns: tuple[_Pattern, ...]  # the "other" patterns first, then the sender's own
     n_other: int
     # Numbers: idioms (0 .. n_idioms-1), then reported-speech frames (n_frames), then the
@@ -167,6 +171,7 @@ def build(data: Iterable[LangData]) -> _Compiled:
     typos: dict[str, str] = {}
     idiom_srcs: list[str] = []
     frame_srcs: list[str] = []
+    threat_srcs: list[tuple[str, Phrase]] = []
     first_person: set[str] = set()
     others: list[_Pattern] = []
     selfs: list[_Pattern] = []
@@ -192,6 +197,10 @@ def build(data: Iterable[LangData]) -> _Compiled:
                 typos.setdefault(k, v)
         idiom_srcs.extend(ld.idioms)
         frame_srcs.extend(ld.frames)
+        if ld.threats:
+            threatened = _threat_phrase(ld.lang)
+            phrases[threatened.id] = threatened
+            threat_srcs.extend((src, threatened) for src in ld.threats)
         first_person |= ld.first_person
         for ph in ld.phrases:
             if ph.id in phrases:
@@ -219,6 +228,8 @@ def build(data: Iterable[LangData]) -> _Compiled:
     # High-level phrases first: the first high match about the sender settles the verdict.
     selfs.sort(key=lambda p: p.phrase.level != "high")
     patterns = (*others, *selfs)
+    # threats are blanked with the idioms, first: the idioms would blank their "kill me"
+    idiom_srcs[:0] = [src for src, _ in threat_srcs]
     idioms = tuple(re.compile(_EDGE_L + "(?:" + src + ")" + _EDGE_R) for src in idiom_srcs)
     frames = tuple(re.compile(_EDGE_L + "(?:" + src + ")" + _EDGE_R) for src in frame_srcs)
     srcs = [*idiom_srcs, *frame_srcs, *(p.rx.pattern for p in patterns)]
@@ -236,6 +247,14 @@ def build(data: Iterable[LangData]) -> _Compiled:
         typo_keys=frozenset(typos),
         idioms=idioms,
         first_person=first_person_re,
+        n_threats=len(threat_srcs),
+        threat_phrases=tuple(ph for _, ph in threat_srcs),
+        danger=re.compile(
+            _EDGE_L + "(?:" + ("|".join(src for ld in data for src in ld.danger) or "(?!)") + ")" + _EDGE_R
+        ),
+        relapse=re.compile(
+            _EDGE_L + "(?:" + ("|".join(src for ld in data for src in ld.relapse) or "(?!)") + ")" + _EDGE_R
+        ),
         patterns=patterns,
         n_other=len(others),
         n_idioms=len(idioms),
@@ -253,6 +272,20 @@ def build(data: Iterable[LangData]) -> _Compiled:
         word_cache={},
         piece_cache={},
         concepts=build_concepts(data, known),
+    )
+
+
+def _threat_phrase(lang: str) -> Phrase:
+    """The alert for someone threatening the sender's life, with danger at hand."""
+    prefix = lang.split("_")[0].lower()
+    return Phrase(
+        id=f"{prefix}.imminent.threatened",
+        lang=lang,
+        level="high",
+        category="imminent",
+        about="self",
+        patterns=(),
+        examples=(),
     )
 
 
@@ -518,9 +551,18 @@ def floor(c: _Compiled, text: str) -> Floor:
         regexes = c.regexes
         k = 0
         lim = c.n_idioms
+        threat: Phrase | None = None
         while k < n and order[k] < lim:
-            s = regexes[order[k]].sub(_BLANK, s)
+            i = order[k]
+            blanked = regexes[i].sub(_BLANK, s)
+            if i < c.n_threats and blanked is not s:
+                threat = c.threat_phrases[i]
+            s = blanked
             k += 1
+        if threat is not None and c.danger.search(s0):
+            # someone threatens the sender's life and a weapon, drink or hiding is in the message
+            found.append(threat)
+            own = True
         lim += c.n_frames
         while k < n and order[k] < lim:
             m = regexes[order[k]].search(s)
@@ -597,13 +639,50 @@ def floor(c: _Compiled, text: str) -> Floor:
                 reported = True
             else:
                 own = True
-        if recovered and not any(p.category in _ACUTE for p in found):
+        if recovered and _told_as_past(c, s, found, recovered):
             # "I thought about killing myself years ago, I'm fine now": the message itself puts
             # it at a distance and says how the person is now (tests/safety/README.md).
             return Floor([], False, False, s, model_text, frame_at, frame_end, True)
     return Floor(
         found, own, reported, s, model_text, frame_at, frame_end, False, words if model_text is s0 else None
     )
+
+
+def _told_as_past(c: _Compiled, s: str, found: list[Phrase], pairs: list[tuple[int, int, int, int]]) -> bool:
+    """Does the message tell its crisis statements as the past, with how the person is now?
+
+    ``pairs``: where a "recovered" rule's two parts are in ``s``, as (past start, past end,
+    now start, now end). In the usual order, the past before the now ("I tried to kill myself
+    when I was 19 … I'm 34 now and doing well"), nothing after the "now" may read as a crisis
+    on its own ("years ago I wanted to die, I'm fine now, but lately I want to die again" is
+    one), and a plan, means or imminent danger counts as told only from the past marker on ("a
+    year ago today I took an overdose … this morning I ran my first 10k"). Told the other way
+    round ("I'm fine now; years ago …") the statement follows the past marker and may run to
+    the end, so a plan, means, imminent danger or someone else at risk still counts. Either way,
+    words that say it is back ("came back", "de novo": ``relapse`` in the phrase files) after
+    the past keep the alert.
+    """
+    acute = any(p.category in _ACUTE for p in found)
+    for p0, p1, n0, n1 in pairs:
+        if p1 <= n0:
+            tail = s[n1:]  # starts with the space after the "now": patterns begin at a space
+            if c.relapse.search(tail) or not _calm(c, tail):
+                continue
+            if not acute or not any(p.category in _ACUTE for p in _found(c, s[:p0])):
+                return True
+        elif not acute and not c.relapse.search(s, p1):
+            return True
+    return False
+
+
+def _found(c: _Compiled, text: str) -> list[Phrase]:
+    """The phrases and concept rules found in ``text`` (a part of the matching text)."""
+    return floor(c, text).found if text.strip(" #") else []
+
+
+def _calm(c: _Compiled, text: str) -> bool:
+    """Nothing in ``text`` (a part of the matching text) reads as a crisis on its own."""
+    return not _found(c, text)
 
 
 def scan_with(c: _Compiled, text: str, lang: str | None = None, model: Model | None = None) -> Scan:
@@ -1007,15 +1086,16 @@ def concept_gate(cc: _Concepts, mask: int, rules: bool = True) -> tuple[int, int
 
 def concept_matches(
     cc: _Concepts, text: str, needed: int = -1, toks: list[str] | None = None
-) -> tuple[list[tuple[Phrase, int, int]], bool]:
+) -> tuple[list[tuple[Phrase, int, int]], list[tuple[int, int, int, int]]]:
     """The concept rules that fire on ``text`` (the padded, blanked matching text): each with
-    the character span it covers; and whether some language's "recovered" rule fired. Only
+    the character span it covers; and where some language's "recovered" rule fired (both
+    parts' character spans, see :func:`_told_as_past`; empty: nowhere). Only
     the families in ``needed`` (a mask, see :func:`concept_gate`) are looked for. ``toks``:
     ``text.split()``, when the caller has it."""
     if toks is None:
         toks = text.split()
     if not toks:
-        return [], False
+        return [], []
     langs = cc.langs
     cache = cc.cache
     occ: dict[tuple[int, str], list[tuple[int, int]]] = {}
@@ -1046,22 +1126,40 @@ def concept_matches(
             else:
                 spans.append((st, end))
     if not occ:
-        return [], False
+        return [], []
     fired: list[tuple[Phrase, int, int]] = []
-    recovered = False
+    recovered: list[tuple[int, int, int, int]] = []
     for li, fam in occ:
         cl = langs[li]
-        if cl.recovered is not None and fam == cl.recovered.first and _rule_span(cl.recovered, li, occ) is not None:
-            recovered = True
+        if cl.recovered is not None and fam == cl.recovered.first:
+            recovered.extend(_pairs(cl.recovered, li, occ))
         for rule in cl.rules.get(fam, ()):
             span = _rule_span(rule, li, occ)
             if span is not None:
                 fired.append((rule.phrase, span[0], span[1]))
-    if not fired:
-        return [], recovered
+    if not fired and not recovered:
+        return [], []
     # token spans to character offsets in ``text`` (blanks may have left double spaces)
     pos = [m.span() for m in _TOKEN.finditer(text)]
-    return [(ph, pos[a][0], pos[b - 1][1]) for ph, a, b in fired], recovered
+    return (
+        [(ph, pos[a][0], pos[b - 1][1]) for ph, a, b in fired],
+        [(pos[a0][0], pos[a1 - 1][1], pos[b0][0], pos[b1 - 1][1]) for a0, a1, b0, b1 in recovered],
+    )
+
+
+def _pairs(
+    rule: _CRule, li: int, occ: dict[tuple[int, str], list[tuple[int, int]]]
+) -> list[tuple[int, int, int, int]]:
+    """Every pair of a two-family rule's parts within its window, as token spans (first part's
+    start and end, second part's start and end)."""
+    fam, _ = rule.others[0]
+    out = []
+    for a0, a1 in occ.get((li, rule.first), ()):
+        for b0, b1 in occ.get((li, fam), ()):
+            gap = b0 - a1 if b0 >= a1 else a0 - b1 if b1 <= a0 else -1
+            if 0 <= gap <= rule.window:
+                out.append((a0, a1, b0, b1))
+    return out
 
 
 def _rule_span(rule: _CRule, li: int, occ: dict[tuple[int, str], list[tuple[int, int]]]) -> tuple[int, int] | None:

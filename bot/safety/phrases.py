@@ -10,6 +10,9 @@ File shape (one per language)::
     frames: ["{SUBJ} ~ (said|told me)"]     # reported speech: a phrase of the sender's found after
                                             # it is about someone else...
     first_person: [i, me, my]               # ...unless one of these comes between the two
+    relapse: ["(came|come|coming) back"]    # after "I'm fine now": the past is not over
+    threats: ["{SUBJ} ~ said ~ (hed|he will) kill me"]  # blanked like idioms (not the sender's
+    danger: [knife, "locked in the bathroom"]   # own wish); with one of these, danger now
     phrases:
       - id: en.direct.kill_myself           # stable id, reported in Scan.matched
         level: high                         # high | moderate
@@ -148,6 +151,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("scout_station", ("FEW_PEOPLE", "TRAIN_TIME"), 12, "moderate", "plan", "self"),
     ("letter_date", ("DATE_SET", "LETTER"), 12, "moderate", "plan", "self"),
     ("date_follow", ("SAME_DAY", "DATE_SET<"), 10, "high", "plan", "self"),
+    # a date set "and all", and "I'm not joking" ("jaja ya tengo fecha y todo… no estoy bromeando")
+    ("date_serious", ("DATE_EVEN", "NOT_JOKING"), 24, "moderate", "plan", "self"),
     ("research", ("RESEARCH", "MEDS"), 5, "moderate", "plan", "self"),
     ("painless", ("PAINLESS", "RESEARCH<"), 6, "high", "plan", "self"),
     ("plan_bare", ("PLAN_BARE",), 0, "moderate", "plan", "self"),
@@ -229,6 +234,13 @@ class LangData:
     # the language's frequent words (vocabulary.txt beside the phrase file): a typo variant of a
     # crisis word that is one of them is not a typo ("missed" reads "mised", one key from "mixed")
     vocabulary: frozenset[str] = frozenset()
+    # patterns that say a past crisis is back ("it came back", "de novo"): after the "now" of a
+    # message told as the past they keep the alert (detector._told_as_past)
+    relapse: tuple[str, ...] = ()
+    # someone threatening the sender's life: blanked like the idioms, and with a ``danger``
+    # pattern anywhere in the message (a weapon, drunk, the sender hiding) an imminent alert
+    threats: tuple[str, ...] = ()
+    danger: tuple[str, ...] = ()
 
 
 def _expand_macros(src: str, macros: Mapping[str, str], where: str) -> str:
@@ -551,6 +563,15 @@ def parse_lang_file(data: Mapping[str, Any], where: str) -> LangData:
         compile_pattern(str(p), macros, f"{where}: frames[{i}]")
         for i, p in enumerate(_as_list(data.get("frames"), f"{where}: frames"))
     )
+    relapse, threats, danger = (
+        tuple(
+            compile_pattern(str(p), macros, f"{where}: {key}[{i}]")
+            for i, p in enumerate(_as_list(data.get(key), f"{where}: {key}"))
+        )
+        for key in ("relapse", "threats", "danger")
+    )
+    if threats and not danger:
+        raise PhraseError(f"{where}: 'threats' without 'danger' would never alert")
     first_person = frozenset(normalize(str(w)) for w in _as_list(data.get("first_person"), f"{where}: first_person"))
     if any(not w or " " in w for w in first_person):
         raise PhraseError(f"{where}: first_person words must be single words")
@@ -593,7 +614,9 @@ def parse_lang_file(data: Mapping[str, Any], where: str) -> LangData:
                 examples=tuple(str(e) for e in _as_list(entry.get("examples"), f"{at}: examples")),
             )
         )
-    words = frozenset(w for src in (*compiled.values(), *idioms, *frames) for w in _LITERAL_WORD.findall(src))
+    words = frozenset(
+        w for src in (*compiled.values(), *idioms, *frames, *threats) for w in _LITERAL_WORD.findall(src)
+    )
     concepts = _parse_concepts(data.get("concepts"), where)
     return LangData(
         lang,
@@ -608,6 +631,9 @@ def parse_lang_file(data: Mapping[str, Any], where: str) -> LangData:
         pattern_srcs,
         concepts,
         concept_phrases(lang, concepts),
+        relapse=relapse,
+        threats=threats,
+        danger=danger,
     )
 
 

@@ -154,6 +154,28 @@ CASES: list[tuple[str, str, bool, str | None]] = [
     # and "recovered" never hides a plan, means or imminent danger
     ("hace años pensé en matarme y volvió", "es", True, "self"),
     ("years ago i tried, im fine now but i have the pills right here", "en", True, "self"),
+    # told as the past: what follows the "now" must be calm on its own, and not say it is back
+    ("years ago I wanted to die. I'm fine now. but lately I want to die again", "en", True, "self"),
+    ("years ago I wanted to die. I'm fine now. but it came back", "en", True, "self"),
+    ("há dois anos eu pensava em me matar. hoje estou bem. mas voltou tudo essa semana", "pt_BR", True, "self"),
+    ("hace un año planeaba matarme. hoy estoy bien. pero estoy planeando otra vez", "es", True, "self"),
+    ("years ago I took an overdose. I'm doing well now. last night I took all my pills again", "en", True, "self"),
+    # ... and a plan or an overdose told from the past marker on is the past
+    ("A year ago today I took an overdose and ended up in A&E. This morning I ran my first 10k", "en", False, None),
+    ("hace dos años estaba planeando cómo matarme. hoy me gradué. quería que supieran: sí mejora", "es", False, None),
+    ("years ago I wanted to die. I'm fine now and I ran again today", "en", False, None),
+    ("hace años intenté matarme. hoy estoy bien. mañana empiezo otra vez la facultad", "es", False, None),
+    # someone threatening the sender's life, with danger at hand; not the threat alone or in jest
+    ("ME DIJO QUE HOY ME MATA, ESTÁ BORRACHO Y TIENE EL MACHETE, ESTOY ENCERRADA EN EL BAÑO", "es", True, "self"),
+    ("he's drunk and threatening to kill me, I'm locked in the bathroom", "en", True, "self"),
+    ("ele tá bêbado e disse que vai me matar, tô trancada no banheiro", "pt_BR", True, "self"),
+    ("my ex said he would kill me if I left. I have a protective order now and I'm safe", "en", False, None),
+    ("he said he'd bring a knife for the cake", "en", False, None),
+    ("mi mamá me va a matar, dejé el cuchillo del pan en casa de mi tía jaja", "es", False, None),
+    # a date "and all", and not a joke; a wedding date is not
+    ("jaja ya tengo fecha y todo, el día que se cumple un año del divorcio\nno estoy bromeando", "es", True, "self"),
+    ("kkkk já tenho até data, dia 12\nnão tô brincando não", "pt_BR", True, "self"),
+    ("ya tengo fecha para la boda, no es broma jaja", "es", False, None),
 ]
 
 
@@ -174,9 +196,11 @@ def test_gate_skips_ordinary_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real = det.concept_matches
 
-    def counting(cc: det._Concepts, text: str, needed: int = -1) -> tuple[list[tuple[object, int, int]], bool]:
+    def counting(
+        cc: det._Concepts, text: str, needed: int = -1, toks: list[str] | None = None
+    ) -> tuple[list[tuple[object, int, int]], list[tuple[int, int, int, int]]]:
         calls.append(text)
-        hits, recovered = real(cc, text, needed)
+        hits, recovered = real(cc, text, needed, toks)
         return list(hits), recovered
 
     monkeypatch.setattr(det, "concept_matches", counting)

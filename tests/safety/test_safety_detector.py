@@ -505,6 +505,8 @@ def _bad(**over: object) -> dict[str, object]:
         (_bad(phrases=[{"id": "xx.direct.a", "level": "high", "category": "direct", "patterns": []}]), "pattern"),
         (_bad(macros={False: "a|b"}), "macro name"),  # YAML reads a key NO as false
         (_bad(lang=None), "lang"),
+        (_bad(threats=["he said ~ kill me"]), "danger"),  # a threat list that could never alert
+        (_bad(relapse=["(back"]), "relapse"),
     ],
 )
 def test_bad_phrase_files_are_named(data: dict[str, object], message: str) -> None:
