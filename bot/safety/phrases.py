@@ -26,8 +26,11 @@ ASCII words separated by single spaces, each run of a repeated letter collapsed 
 pattern source goes through the same accent stripping and letter collapse, so write words as
 they are spelt ("kill", "morrer"). Words run together in a message ("killmyself") are split by
 the ``typos`` table before matching. ``~`` stands for up to three words, ``~~`` for up to
-six and ``~~~`` for up to nine; a bare group ``(...)`` does not capture; ``$`` means "at the
-end of the message". A pattern matches whole words only.
+six and ``~~~`` for up to nine; in an idiom these gaps do not pass over a word that starts a
+crisis statement ("kill", "matar", "morir"...), so an idiom cannot blank a statement written
+inside it; ``~*``, ``~~*``, ``~~~*`` are gaps that do (a screening question quoted and answered
+"no"). A bare group ``(...)`` does not capture; ``$`` means "at the end of the message". A
+pattern matches whole words only.
 
 Concepts (``concepts:``), a second layer beside the phrases: families of word stems per
 language, one family a list of entries, one entry a few tokens::
@@ -75,6 +78,17 @@ ABOUTS = ("self", "other")
 _MACRO = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 _BARE_GROUP = re.compile(r"(?<!\\)\((?!\?)")
 _WORD = "[a-z0-9]+"
+# What the gaps (~, ~~, ~~~) of an idiom may not pass over: a word that begins a crisis
+# statement in any shipped language, normalised. Idioms are blanked before anything else is
+# matched, so a gap that crossed "quero me matar" would blank the statement with the idiom
+# ("otra reunión hoy, quiero matarme, me muero" is not the meeting idiom). Phrases and frames
+# keep plain gaps: what they match is reported, not hidden.
+_GAP_STOPS = (
+    "kil[a-z]*|suicid[a-z]*|die|died|dies|dying|dead|overdos[a-z]*|selfharm[a-z]*"
+    "|mat(ar|o|a|arme|arse|ei|ou)|morer[a-z]*|morir[a-z]*|mor(i|io|ia)|muer[a-z]*|mort[oae]s?|muero"
+    "|tuer|mourir|umbring[a-z]*|sterb[a-z]*"
+)
+_GUARDED_WORD = f"(?!(?:{_GAP_STOPS})(?![a-z0-9])){_WORD}"
 # A literal word in a compiled pattern: three letters or more, starting a word (not after "\\");
 # the typo tables never rewrite such a word.
 _LITERAL_WORD = re.compile(r"(?<![\\a-z])[a-z]{3,}")
@@ -258,21 +272,31 @@ def _macro(name: str, macros: Mapping[str, str], where: str) -> str:
     return "(?:" + macros[name] + ")"
 
 
-def compile_pattern(src: str, macros: Mapping[str, str], where: str = "pattern") -> str:
-    """Turn a phrase pattern into a regex source over normalised text (see module doc)."""
+def compile_pattern(src: str, macros: Mapping[str, str], where: str = "pattern", guarded: bool = False) -> str:
+    """Turn a phrase pattern into a regex source over normalised text (see module doc).
+
+    ``guarded``: an idiom's gaps do not pass over the start of a crisis statement (_GAP_STOPS),
+    but for open gaps (``~*``, ``~~*``, ``~~~*``): a question quoted and answered "no" ("asked
+    if I wanted to kill myself ~~* and I said no") holds the statement by design.
+    """
+    gap = _GUARDED_WORD if guarded else _WORD
     s = _expand_macros(src.strip(), macros, where)
     s = normalize_pattern_letters(s)
     s = re.sub(r"\s+", " ", s)
     s = _BARE_GROUP.sub("(?:", s)
+    s = s.replace(" ~~~* ", "\x06").replace(" ~~* ", "\x04").replace(" ~* ", "\x05")
     s = s.replace(" ~~~ ", "\x03").replace(" ~~ ", "\x01").replace(" ~ ", "\x02")
     if "~" in s:
         raise PhraseError(f"{where}: '~' must stand alone between two words: {src!r}")
     # The matcher pads the text with a space at each end: "$" means "at the last word".
     s = re.sub(r"(?<!\\)\$", "(?= ?$)", s)
     s = (
-        s.replace("\x03", f"(?: {_WORD}){{0,9}} ")
-        .replace("\x01", f"(?: {_WORD}){{0,6}} ")
-        .replace("\x02", f"(?: {_WORD}){{0,3}} ")
+        s.replace("\x06", f"(?: {_WORD}){{0,9}} ")
+        .replace("\x04", f"(?: {_WORD}){{0,6}} ")
+        .replace("\x05", f"(?: {_WORD}){{0,3}} ")
+        .replace("\x03", f"(?: {gap}){{0,9}} ")
+        .replace("\x01", f"(?: {gap}){{0,6}} ")
+        .replace("\x02", f"(?: {gap}){{0,3}} ")
     )
     try:
         re.compile(s)
@@ -555,7 +579,7 @@ def parse_lang_file(data: Mapping[str, Any], where: str) -> LangData:
         typos[normalize(str(k))] = normalize(str(v))
 
     idioms = tuple(
-        compile_pattern(str(p), macros, f"{where}: idioms[{i}]")
+        compile_pattern(str(p), macros, f"{where}: idioms[{i}]", guarded=True)
         for i, p in enumerate(_as_list(data.get("idioms"), f"{where}: idioms"))
     )
 
@@ -565,7 +589,7 @@ def parse_lang_file(data: Mapping[str, Any], where: str) -> LangData:
     )
     relapse, threats, danger = (
         tuple(
-            compile_pattern(str(p), macros, f"{where}: {key}[{i}]")
+            compile_pattern(str(p), macros, f"{where}: {key}[{i}]", guarded=key == "threats")
             for i, p in enumerate(_as_list(data.get(key), f"{where}: {key}"))
         )
         for key in ("relapse", "threats", "danger")

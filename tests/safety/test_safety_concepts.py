@@ -172,6 +172,13 @@ CASES: list[tuple[str, str, bool, str | None]] = [
     ("my ex said he would kill me if I left. I have a protective order now and I'm safe", "en", False, None),
     ("he said he'd bring a knife for the cake", "en", False, None),
     ("mi mamá me va a matar, dejé el cuchillo del pan en casa de mi tía jaja", "es", False, None),
+    # an idiom's gap does not pass over a statement written inside it
+    ("otra reunión hoy y me muero", "es", False, None),
+    ("otra reunión hoy, quiero matarme, me muero", "es", True, "self"),
+    ("curso de primeiros socorros em saúde mental e prevenção do suicídio", "pt_BR", False, None),
+    ("the character in the show kills himself", "en", False, None),
+    ("the character, honestly I want to kill myself, kills himself", "en", True, "self"),
+    ("my psychiatrist asked if i wanted to kill myself and i said no", "en", False, None),
     # a date "and all", and not a joke; a wedding date is not
     ("jaja ya tengo fecha y todo, el día que se cumple un año del divorcio\nno estoy bromeando", "es", True, "self"),
     ("kkkk já tenho até data, dia 12\nnão tô brincando não", "pt_BR", True, "self"),
