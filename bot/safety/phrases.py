@@ -184,6 +184,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("means_got", ("MEANS", "GOT<"), 4, "moderate", "means", "self"),
     ("meds_got", ("MEDS", "GOT<", "QUANT"), 5, "moderate", "means", "self"),
     ("meds_hoard", ("MEDS", "HOARD"), 8, "moderate", "means", "self"),
+    # taken from work and hidden, "not used yet" ("been squirrelling away a few things from work.
+    # havent done anything yet")
+    ("stashed_yet", ("STASHED", "NOT_YET"), 12, "moderate", "means", "self"),
     ("meds_enough", ("MEDS", "ENOUGH_Q"), 12, "high", "means", "self"),
     ("means_ready", ("MEANS", "READY"), 3, "high", "means", "self"),
     ("want_poison", ("POISON", "WANT"), 6, "high", "means", "self"),

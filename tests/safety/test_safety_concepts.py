@@ -179,6 +179,15 @@ CASES: list[tuple[str, str, bool, str | None]] = [
     ("the character in the show kills himself", "en", False, None),
     ("the character, honestly I want to kill myself, kills himself", "en", True, "self"),
     ("my psychiatrist asked if i wanted to kill myself and i said no", "en", False, None),
+    # round 23: collecting from several pharmacies, taken from work "not used yet", a drug from
+    # the clinic thought about, up the hill and not back down; and their ordinary neighbours
+    ("com receita controlada passei em duas farmácias diferentes pra juntar mais caixa", "pt_BR", True, "self"),
+    ("pharmacist here. been squirrelling away a few things from work. havent done anything yet", "en", True, "self"),
+    ("sou veterinária e não paro de pensar no pentobarbital da clínica. seria fácil demais", "pt_BR", True, "self"),
+    ("el domingo después de misa me subo al cerro y no bajo", "es", True, "self"),
+    ("been stashing chocolate at work, haven't done anything yet about the diet lol", "en", False, None),
+    ("el domingo después de misa subimos al cerro con los chicos y bajamos a comer", "es", False, None),
+    ("when I said I wanted to sleep forever I meant I'm exhausted, no thoughts of harming myself", "en", False, None),
     # a date "and all", and not a joke; a wedding date is not
     ("jaja ya tengo fecha y todo, el día que se cumple un año del divorcio\nno estoy bromeando", "es", True, "self"),
     ("kkkk já tenho até data, dia 12\nnão tô brincando não", "pt_BR", True, "self"),
