@@ -160,6 +160,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("painless_do", ("PAINLESS", "DOIT<"), 4, "high", "plan", "self"),
     ("scouting", ("HIGH_PLACE", "SCOUT"), 12, "moderate", "plan", "self"),
     ("settling", ("SETTLE", "HANDOVER"), 20, "moderate", "indirect", "self"),
+    # passwords to everything handed over "just in case"
+    ("handover_in_case", ("HANDOVER", "JUST_IN_CASE"), 14, "moderate", "indirect", "self"),
     ("cancel_giveaway", ("CANCEL_ALL", "GAVE_THINGS"), 14, "moderate", "indirect", "self"),
     ("no_return", ("NOT_BACK", "PLACE_GO<"), 12, "moderate", "plan", "self"),
     ("scout_station", ("FEW_PEOPLE", "TRAIN_TIME"), 12, "moderate", "plan", "self"),
@@ -205,6 +207,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("harm_body", ("HARM_VERB", "BODY"), 3, "high", "self_harm", "self"),
     ("harm_deep", ("DEEP", "HARM_VERB<"), 2, "high", "self_harm", "self"),
     ("cuts_on_body", ("CUT_N", "BODY"), 4, "high", "self_harm", "self"),
+    # the count of days without self-harm back to zero ("lembra do contador de dias sem me cortar? zerou")
+    ("counter_reset", ("COUNTER_RESET", "CLEAN_DAYS"), 10, "moderate", "self_harm", "self"),
     # imminent
     ("took_meds", ("MEDS", "TOOK<", "QUANT"), 5, "high", "imminent", "self"),
     ("swallowed", ("SWALLOWED", "QUANT"), 4, "high", "imminent", "self"),
@@ -218,6 +222,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # concern for someone else: a person named, then what they said, did or have
     ("other_want", ("OTHER_ACT", "SUBJ<", "WANT3"), 12, "high", "other", "other"),
     ("other_did", ("OTHER_DID", "SUBJ<"), 12, "high", "other", "other"),
+    # a young person's own funeral written or drawn, and the adult worried ("he described his own
+    # funeral in detail … I'm very worried"); a class exercise without the worry is not
+    ("other_funeral", ("OWN_FUNERAL", "WORRIED"), 24, "moderate", "other", "other"),
     # a past statement at a distance and how the person is now: not a crisis (see detector)
     ("recovered", ("PAST_FAR", "NOW_OK"), 30, "none", "recovered", "self"),
 )

@@ -188,6 +188,15 @@ CASES: list[tuple[str, str, bool, str | None]] = [
     ("been stashing chocolate at work, haven't done anything yet about the diet lol", "en", False, None),
     ("el domingo después de misa subimos al cerro con los chicos y bajamos a comer", "es", False, None),
     ("when I said I wanted to sleep forever I meant I'm exhausted, no thoughts of harming myself", "en", False, None),
+    # round 24: a self-harm day counter reset, a young person's own funeral and a worried adult,
+    # the lethality of a height asked, passwords to everything "por las dudas"
+    ("lembra do contador de dias sem me cortar? zerou ontem", "pt_BR", True, "self"),
+    ("o contador de dias do duolingo zerou ontem kkk", "pt_BR", False, None),
+    ("he described his own funeral in an essay, ending 'the plan is set'. I'm very worried", "en", True, "other"),
+    ("mi hijo escribió sobre su propio funeral en la clase de literatura, era un ejercicio", "es", False, None),
+    ("what floor do you have to be on for a fall to be certain? asking for real", "en", True, "self"),
+    ("what floor is your office on? I'll take the lift", "en", False, None),
+    ("le pasé a mi viejo las claves de todo, el homebanking, el mail. 'por las dudas', le dije", "es", True, "self"),
     # a date "and all", and not a joke; a wedding date is not
     ("jaja ya tengo fecha y todo, el día que se cumple un año del divorcio\nno estoy bromeando", "es", True, "self"),
     ("kkkk já tenho até data, dia 12\nnão tô brincando não", "pt_BR", True, "self"),
