@@ -170,6 +170,11 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # a date set "and all", and "I'm not joking" ("jaja ya tengo fecha y todo… no estoy bromeando")
     ("date_serious", ("DATE_EVEN", "NOT_JOKING"), 24, "moderate", "plan", "self"),
     ("research", ("RESEARCH", "MEDS"), 5, "moderate", "plan", "self"),
+    # the highest bridge or building looked up ("estuve buscando cuál es el puente más alto")
+    ("research_height", ("RESEARCH", "HIGHEST"), 8, "moderate", "plan", "self"),
+    # treatment stopped or skipped, and what it means said ("não é esquecimento, é o jeito mais
+    # quieto que achei de ir embora"); a decision made with a doctor says neither
+    ("stopped_treatment", ("STOP_TREATMENT", "DONE_LIVING"), 20, "moderate", "plan", "self"),
     ("painless", ("PAINLESS", "RESEARCH<"), 6, "high", "plan", "self"),
     ("plan_bare", ("PLAN_BARE",), 0, "moderate", "plan", "self"),
     ("ready_when", ("READY_ALL", "WHEN"), 6, "moderate", "plan", "self"),
@@ -222,6 +227,11 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # concern for someone else: a person named, then what they said, did or have
     ("other_want", ("OTHER_ACT", "SUBJ<", "WANT3"), 12, "high", "other", "other"),
     ("other_did", ("OTHER_DID", "SUBJ<"), 12, "high", "other", "other"),
+    # someone else wanting to follow a person who died ("since Mum died, says he just wants to be
+    # with her")
+    ("other_follow", ("FOLLOW", "WANTS_3P<", "DEAD_OTHER<"), 20, "high", "other", "other"),
+    # someone else stopping treatment, "says she has lived long enough"
+    ("other_stopped", ("STOP_TREATMENT", "SUBJ<", "DONE_LIVING"), 20, "moderate", "other", "other"),
     # a young person's own funeral written or drawn, and the adult worried ("he described his own
     # funeral in detail … I'm very worried"); a class exercise without the worry is not
     ("other_funeral", ("OWN_FUNERAL", "WORRIED"), 24, "moderate", "other", "other"),

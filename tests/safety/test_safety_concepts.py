@@ -197,6 +197,14 @@ CASES: list[tuple[str, str, bool, str | None]] = [
     ("what floor do you have to be on for a fall to be certain? asking for real", "en", True, "self"),
     ("what floor is your office on? I'll take the lift", "en", False, None),
     ("le pasé a mi viejo las claves de todo, el homebanking, el mail. 'por las dudas', le dije", "es", True, "self"),
+    # round 25: dialysis skipped with the meaning said, by the sender or of someone else; a
+    # decision with the doctor is not; following the dead, said of a parent
+    ("faltei a diálise de quinta. não é esquecimento, é o jeito mais quieto de ir embora", "pt_BR", True, "self"),
+    ("mi mamá dejó de ir a la diálisis y dice que ya vivió bastante. ¿qué hago?", "es", True, "other"),
+    ("my nan stopped dialysis after talking it through with her consultant, she's at peace", "en", False, None),
+    ("My dad won't eat since Mum died, says he just wants to be with her", "en", True, "other"),
+    ("since the funeral my girlfriend wants to be with her family a lot, which is normal", "en", False, None),
+    ("no hago más que pensar en acabar con mi vida", "es", True, "self"),
     # a date "and all", and not a joke; a wedding date is not
     ("jaja ya tengo fecha y todo, el día que se cumple un año del divorcio\nno estoy bromeando", "es", True, "self"),
     ("kkkk já tenho até data, dia 12\nnão tô brincando não", "pt_BR", True, "self"),
