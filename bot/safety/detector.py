@@ -16,7 +16,10 @@ Steps for one message:
    ("yes", "can we do 3pm") usually run none.
 3. Blank idioms and negations of every language ("this traffic is killing me",
    "me muero de hambre", "not suicidal") so the words they share with real statements cannot
-   match.
+   match; an idiom's gaps never pass over a word that starts a statement (phrases._GAP_STOPS).
+   Threats to the sender's life ("he said he'd kill me", ``threats``) are blanked first, the
+   same way; with a ``danger`` word anywhere in the message (a weapon, drunk, locked in) they
+   raise ``<lang>.imminent.threatened``.
 4. Find reported speech ("my friend said ...", ``frames``).
 5. Match the concern-for-someone-else phrases and blank what they matched, so "she wants to kill
    herself" cannot also read as the sender's own statement.
@@ -29,8 +32,8 @@ Steps for one message:
    stems per language combined by the rules of ``phrases.CONCEPT_RULES`` ("a wish" + "dying"
    within four words, "took" + "pills" + "a quantity", ...), typo-tolerant, on the same blanked
    text. A message that puts the statement at a distance and says the person is well now
-   ("há anos ..., hoje tô bem") raises nothing unless a plan, means, imminent danger or someone
-   else is involved (tests/safety/README.md).
+   ("há anos ..., hoje tô bem") raises nothing, if nothing after the "now" reads as a crisis or
+   says it is back (``relapse``); see :func:`_told_as_past` for plans, means and someone else.
 9. Unless a phrase or rule matched (they are the floor: what they flag stays flagged), the
    learned model (:mod:`.model`) scores the same text before concern-for-someone-else was
    blanked; at its threshold it raises a ``moderate`` alert with ``matched`` ``<lang>.model``
@@ -367,12 +370,7 @@ def _piece(c: _Compiled, raw: str) -> _Piece:
     words = finish(" ".join(folded)).split()
     if words and not c.typo_keys.isdisjoint(words):
         words = " ".join([c.typos.get(w, w) for w in words]).split()
-    hits = concepts = second = 0
-    for w in words:
-        h, m, b = _word_entry(c, w)
-        hits |= h
-        concepts |= m
-        second |= b
+    hits, concepts, second = _union(c, words)
     single = [len(w) == 1 and w.isalpha() for w in folded]
     lead = next((i for i, x in enumerate(single) if not x), len(single))
     trail = next((i for i, x in enumerate(reversed(single)) if not x), len(single))
@@ -461,15 +459,22 @@ def _active(c: _Compiled, words: list[str]) -> tuple[list[int], int]:
     """Numbers of the idioms and patterns whose anchors begin some word of the message (both
     sets, for the ones with two), in order, and the concept families (bits) whose anchor words
     are in it."""
-    # Sets of numbers as int bit masks: OR-ing a few hundred bits is cheaper than set updates
-    # and a sort, and reading the bits back from the low end gives the numbers in order.
+    hit, mask, second = _union(c, words)
+    return _ordered(c, hit, second), mask
+
+
+def _union(c: _Compiled, words: Iterable[str]) -> tuple[int, int, int]:
+    """The words' ``word_cache`` entries OR-ed together: the numbers their anchors start, the
+    concept families, the second anchors. Sets of numbers as int bit masks: OR-ing a few hundred
+    bits is cheaper than set updates and a sort, and reading the bits back from the low end gives
+    the numbers in order (_ordered)."""
     hit = mask = second = 0
     for w in words:
         ids, bits, bits2 = _word_entry(c, w)
         hit |= ids
         mask |= bits
         second |= bits2
-    return _ordered(c, hit, second), mask
+    return hit, mask, second
 
 
 def prepare(c: _Compiled, text: str) -> tuple[str, list[str]]:
