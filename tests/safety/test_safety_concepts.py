@@ -205,6 +205,11 @@ CASES: list[tuple[str, str, bool, str | None]] = [
     ("My dad won't eat since Mum died, says he just wants to be with her", "en", True, "other"),
     ("since the funeral my girlfriend wants to be with her family a lot, which is normal", "en", False, None),
     ("no hago más que pensar en acabar con mi vida", "es", True, "self"),
+    # round 26: a screening scale answered yes, and answered no line by line; "a no ser que"
+    ("pensamento de tirar a própria vida = sim. Frequência = 6 de 7 dias", "pt_BR", True, "self"),
+    ("Q: Thoughts you'd be better off dead? A: No.\nQ: Sleep? A: Bad, 5 hrs.", "en", False, None),
+    ("siento que me quiero morir, a no ser que alguien me ayude", "es", True, "self"),
+    ("meu marido ia ter uma vida bem mais leve sem eu e esse processo nas costas dele", "pt_BR", True, "self"),
     # a date "and all", and not a joke; a wedding date is not
     ("jaja ya tengo fecha y todo, el día que se cumple un año del divorcio\nno estoy bromeando", "es", True, "self"),
     ("kkkk já tenho até data, dia 12\nnão tô brincando não", "pt_BR", True, "self"),
