@@ -57,6 +57,13 @@ _EMOJI_WORDS = {
     "⚰": " coffin ",
     "🪦": " grave ",
     "🛤": " train tracks ",
+    "🩹": " bandage ",
+    "🕊": " dove ",
+    "🖤": " blackheart ",
+    "🚆": " train ",
+    "🚉": " train ",
+    "🚄": " train ",
+    "🚇": " train ",
 }
 _FOLD = {**_SPECIAL, **dict.fromkeys(_DELETE, ""), **_EMOJI_WORDS}
 

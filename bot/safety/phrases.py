@@ -166,6 +166,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("no_return", ("NOT_BACK", "PLACE_GO<"), 12, "moderate", "plan", "self"),
     ("scout_station", ("FEW_PEOPLE", "TRAIN_TIME"), 12, "moderate", "plan", "self"),
     ("letter_date", ("DATE_SET", "LETTER"), 12, "moderate", "plan", "self"),
+    # things given away, and the letters ("rehomed the cats, gave away the plants, last thing is
+    # the letters")
+    ("giveaway_letters", ("GAVE_THINGS", "LETTER"), 16, "moderate", "indirect", "self"),
     ("date_follow", ("SAME_DAY", "DATE_SET<"), 10, "high", "plan", "self"),
     # a date set "and all", and "I'm not joking" ("jaja ya tengo fecha y todo… no estoy bromeando")
     ("date_serious", ("DATE_EVEN", "NOT_JOKING"), 24, "moderate", "plan", "self"),
@@ -205,6 +208,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # bought with a story for the shop ("el señor me preguntó si era para mudanza y le dije que sí")
     ("means_cover", ("COVER", "MEANS<"), 8, "moderate", "means", "self"),
     ("meds_stare", ("MEDS", "STARE<"), 3, "moderate", "means", "self"),
+    # a relative's medicine visited "just to look at it" ("my nan's morphine is still in her
+    # cupboard … i keep going round there just to look at it")
+    ("meds_visit", ("MEDS", "VISIT_LOOK"), 16, "moderate", "means", "self"),
     # self-harm
     ("self_harm", ("SELF_HARM", "SH_CONTEXT"), 5, "high", "self_harm", "self"),
     ("want_self_harm", ("SELF_HARM", "WANT<"), 4, "high", "self_harm", "self"),
@@ -224,6 +230,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("no_way_back", ("NO_WAY_BACK",), 0, "high", "imminent", "self"),
     ("neck", ("NECK",), 0, "high", "imminent", "self"),
     ("now_goodbye", ("FAREWELL", "NOW<"), 3, "high", "imminent", "self"),
+    # alone now, "é agora", thanks for everything ("minha mãe saiu. é agora. obrigada por td")
+    ("alone_now_thanks", ("WHEN_ALONE", "NOW_IT", "THANKS_ALL"), 12, "high", "imminent", "self"),
     # concern for someone else: a person named, then what they said, did or have
     ("other_want", ("OTHER_ACT", "SUBJ<", "WANT3"), 12, "high", "other", "other"),
     ("other_did", ("OTHER_DID", "SUBJ<"), 12, "high", "other", "other"),

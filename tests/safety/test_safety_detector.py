@@ -548,6 +548,12 @@ def test_missing_phrase_file_is_an_error_not_silence(monkeypatch: pytest.MonkeyP
         ("took my meds 💊 thanks!", "en", "tok my meds pils thanks", False),
         ("cooking dinner 🔪🍅 yum", "en", "coking diner knife yum", False),
         ("see you thursday 😊👍", "en", "se you thursday", False),
+        ("🩸🩹🩹 again. sorry", "en", "blod bandage bandage again sory", True),
+        ("cut my finger 🩸🩹 all good", "en", "cut my finger blod bandage al god", False),
+        ("🚉🚆 o próximo é o meu 🖤", "pt_BR", "train train o proximo e o meu blackheart", True),
+        ("🚆 o próximo é o meu, tô atrasada", "pt_BR", "train o proximo e o meu to atrasada", False),
+        ("🕊️🕊️ fui 🖤", "pt_BR", "dove dove fui blackheart", True),
+        ("🕊️ descanse em paz vovó, tchau 🖤", "pt_BR", "dove descanse em paz vovo tchau blackheart", False),
     ],
 )
 def test_emoji_that_stand_for_a_means_are_read_as_words(text: str, lang: str, words: str, crisis: bool) -> None:
