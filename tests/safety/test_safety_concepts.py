@@ -220,6 +220,12 @@ CASES: list[tuple[str, str, bool, str | None]] = [
     ("se um dia alguém perguntar, diz que eu tentei. vcs foram ótimos comigo", "pt_BR", True, "self"),
     ("if anyone asks, tell them i tried my best at the interview lol", "en", False, None),
     ("Yes I'm still having thoughts of topping myself. Happy now?", "en", True, "self"),
+    # round 29: a streak broken and "me cortei no banheiro" (not an accident), everything square
+    # "before", a truck "and nothing would be lost"
+    ("tinha feito 100 dias limpa hoje... não aguentei. me cortei no banheiro do serviço", "pt_BR", True, "self"),
+    ("me cortei no dedo cozinhando", "pt_BR", False, None),
+    ("paid off what i owed the practice in full. wanted to leave everything square before", "en", True, "self"),
+    ("si me pilla un camión de camino a la consulta, pues mira, tampoco pasaría nada", "es", True, "self"),
     # a date "and all", and not a joke; a wedding date is not
     ("jaja ya tengo fecha y todo, el día que se cumple un año del divorcio\nno estoy bromeando", "es", True, "self"),
     ("kkkk já tenho até data, dia 12\nnão tô brincando não", "pt_BR", True, "self"),
