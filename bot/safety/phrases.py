@@ -201,6 +201,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("means_ready", ("MEANS", "READY"), 3, "high", "means", "self"),
     ("want_poison", ("POISON", "WANT"), 6, "high", "means", "self"),
     ("poison_got", ("POISON", "GOT<"), 4, "high", "means", "self"),
+    # how much of a poison would kill ("quanto de chumbinho mata uma pessoa adulta")
+    ("poison_enough", ("POISON", "ENOUGH_Q"), 12, "high", "means", "self"),
     ("means_access", ("MEANS", "KNOW_WHERE"), 8, "moderate", "means", "self"),
     ("means_thought", ("MEANS", "THOUGHT_IT"), 16, "moderate", "means", "self"),
     ("fire", ("FUEL", "LIGHTER"), 4, "moderate", "means", "self"),

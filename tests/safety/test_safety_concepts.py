@@ -226,6 +226,9 @@ CASES: list[tuple[str, str, bool, str | None]] = [
     ("me cortei no dedo cozinhando", "pt_BR", False, None),
     ("paid off what i owed the practice in full. wanted to leave everything square before", "en", True, "self"),
     ("si me pilla un camión de camino a la consulta, pues mira, tampoco pasaría nada", "es", True, "self"),
+    # round 30: how much would kill, asked formally; a pet's poisoning is not
+    ("Gostaria de saber quanto de chumbinho mata uma pessoa adulta. Obrigado.", "pt_BR", True, "self"),
+    ("a veterinária disse que chumbinho mata um cachorro em minutos, tô com medo pelo meu", "pt_BR", False, None),
     # a date "and all", and not a joke; a wedding date is not
     ("jaja ya tengo fecha y todo, el día que se cumple un año del divorcio\nno estoy bromeando", "es", True, "self"),
     ("kkkk já tenho até data, dia 12\nnão tô brincando não", "pt_BR", True, "self"),
