@@ -210,7 +210,7 @@ def build(data: Iterable[LangData]) -> _Compiled:
                 raise ValueError(f"crisis phrase id {ph.id} is defined twice")
             phrases[ph.id] = ph
             for src in ld.pattern_srcs[ph.id]:
-                pat = _Pattern(ph, re.compile(_EDGE_L + "(?:" + src + ")" + _EDGE_R), anchors_of(src))
+                pat = _Pattern(ph, _edged(src), anchors_of(src))
                 (others if ph.about == "other" else selfs).append(pat)
         for ph in ld.concept_phrases:
             phrases[ph.id] = ph
@@ -233,8 +233,8 @@ def build(data: Iterable[LangData]) -> _Compiled:
     patterns = (*others, *selfs)
     # threats are blanked with the idioms, first: the idioms would blank their "kill me"
     idiom_srcs[:0] = [src for src, _ in threat_srcs]
-    idioms = tuple(re.compile(_EDGE_L + "(?:" + src + ")" + _EDGE_R) for src in idiom_srcs)
-    frames = tuple(re.compile(_EDGE_L + "(?:" + src + ")" + _EDGE_R) for src in frame_srcs)
+    idioms = tuple(_edged(src) for src in idiom_srcs)
+    frames = tuple(_edged(src) for src in frame_srcs)
     srcs = [*idiom_srcs, *frame_srcs, *(p.rx.pattern for p in patterns)]
     sets = [anchor_sets(src) for src in srcs]
     by3, by2, always = _index([st[0] if st else None for st in sets])
@@ -252,12 +252,8 @@ def build(data: Iterable[LangData]) -> _Compiled:
         first_person=first_person_re,
         n_threats=len(threat_srcs),
         threat_phrases=tuple(ph for _, ph in threat_srcs),
-        danger=re.compile(
-            _EDGE_L + "(?:" + ("|".join(src for ld in data for src in ld.danger) or "(?!)") + ")" + _EDGE_R
-        ),
-        relapse=re.compile(
-            _EDGE_L + "(?:" + ("|".join(src for ld in data for src in ld.relapse) or "(?!)") + ")" + _EDGE_R
-        ),
+        danger=_edged("|".join(src for ld in data for src in ld.danger) or "(?!)"),
+        relapse=_edged("|".join(src for ld in data for src in ld.relapse) or "(?!)"),
         patterns=patterns,
         n_other=len(others),
         n_idioms=len(idioms),
@@ -276,6 +272,11 @@ def build(data: Iterable[LangData]) -> _Compiled:
         piece_cache={},
         concepts=build_concepts(data, known),
     )
+
+
+def _edged(src: str) -> re.Pattern[str]:
+    """A pattern source compiled to match whole words of the padded matching text."""
+    return re.compile(_EDGE_L + "(?:" + src + ")" + _EDGE_R)
 
 
 def _threat_phrase(lang: str) -> Phrase:
