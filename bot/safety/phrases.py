@@ -130,6 +130,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("no_wake_wish", ("NOWAKE_W", "WISH<"), 4, "moderate", "indirect", "self"),
     ("want_end_all", ("ENDALL", "WISH<"), 4, "moderate", "indirect", "self"),
     ("want_accident", ("ACCIDENT", "WISH<"), 5, "moderate", "indirect", "self"),
+    # a near accident, and sorry that nothing happened ("o ônibus derrapou e eu torci pra ele virar")
+    ("accident_sorry", ("NOTHING_SORRY", "NEAR_MISS<"), 16, "moderate", "indirect", "self"),
     ("accident_shrug", ("SHRUG", "ACCIDENT<", "IFF<"), 14, "moderate", "indirect", "self"),
     ("wake_shrug", ("SHRUG", "NOWAKE_W<", "IFF<"), 10, "moderate", "indirect", "self"),
     ("want_illness", ("SICK_GRAVE", "WISH<"), 5, "moderate", "indirect", "self"),
@@ -197,7 +199,18 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # taken from work and hidden, "not used yet" ("been squirrelling away a few things from work.
     # havent done anything yet")
     ("stashed_yet", ("STASHED", "NOT_YET"), 12, "moderate", "means", "self"),
+    # long sleeves in the heat, with a knowing remark ("back to long sleeves in july. you know what
+    # that means"); sleeves in summer alone are ordinary
+    ("sleeves_knowing", ("SLEEVES", "KNOWING"), 14, "moderate", "self_harm", "self"),
     ("meds_enough", ("MEDS", "ENOUGH_Q"), 12, "high", "means", "self"),
+    # which medicine kills painlessly ("lendo sobre qual remédio mata sem dor")
+    ("meds_kill", ("KILLS_HOW", "MEDS<"), 4, "high", "means", "self"),
+    # charcoal and tape to seal a car ("got charcoal and duct tape in the trunk")
+    ("exhaust_kit", ("SEAL_KIT", "EXHAUST", "IN_CAR"), 10, "moderate", "means", "self"),
+    # the height a fall needs to be fatal, asked
+    ("fall_fatal", ("FALL_FATAL",), 0, "moderate", "means", "self"),
+    # money left to someone, then "and then yes" ("le dejo el dinero a mi mamá y ahí sí")
+    ("money_then", ("THEN_THAT", "LEAVE_MONEY<"), 12, "moderate", "plan", "self"),
     ("means_ready", ("MEANS", "READY"), 3, "high", "means", "self"),
     ("want_poison", ("POISON", "WANT"), 6, "high", "means", "self"),
     ("poison_got", ("POISON", "GOT<"), 4, "high", "means", "self"),

@@ -252,14 +252,21 @@ limits: {{per_day: 10, per_week: 20}}
             # once, just after the held reminders are let go, kill all three while the provider holds answers.
             chaos_until = quiet_end + timedelta(seconds=12)
             pg_restart_at = t0 + timedelta(seconds=SPREAD * 0.6)
+            # The trap is armed a moment before Q, not at a random point after it: the held reminders go
+            # as soon as Q comes, several in flight per process, and can all be answered within the
+            # loop's own pause.
+            arm_at = quiet_end - timedelta(seconds=1)
             kills = pg_restarts = held_answers = 0
             while datetime.now(UTC) < chaos_until:
-                time.sleep(rng.uniform(1.0, 4.0))
+                pause = rng.uniform(1.0, 4.0)
+                if not held_answers:
+                    pause = max(0.0, min(pause, (arm_at - datetime.now(UTC)).total_seconds()))
+                time.sleep(pause)
                 if not pg_restarts and datetime.now(UTC) >= pg_restart_at:
                     pg.restart()
                     pg_restarts += 1
                     continue
-                if not held_answers and datetime.now(UTC) >= quiet_end:
+                if not held_answers and datetime.now(UTC) >= arm_at:
                     fake.arm.set()
                     assert fake.caught.wait(30), "no send reached the provider after the quiet hours"
                     time.sleep(0.3)
