@@ -130,6 +130,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("no_wake_wish", ("NOWAKE_W", "WISH<"), 4, "moderate", "indirect", "self"),
     ("want_end_all", ("ENDALL", "WISH<"), 4, "moderate", "indirect", "self"),
     ("want_accident", ("ACCIDENT", "WISH<"), 5, "moderate", "indirect", "self"),
+    # somewhere far, "don't worry for me" ("I go now, not to Mexico, somewhere more far. Dont worry
+    # for me. Adios amigos")
+    ("go_far", ("FAR_AWAY", "DONT_WORRY"), 10, "moderate", "indirect", "self"),
     # a near accident, and sorry that nothing happened ("o ônibus derrapou e eu torci pra ele virar")
     ("accident_sorry", ("NOTHING_SORRY", "NEAR_MISS<"), 16, "moderate", "indirect", "self"),
     ("accident_shrug", ("SHRUG", "ACCIDENT<", "IFF<"), 14, "moderate", "indirect", "self"),
@@ -199,6 +202,10 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # taken from work and hidden, "not used yet" ("been squirrelling away a few things from work.
     # havent done anything yet")
     ("stashed_yet", ("STASHED", "NOT_YET"), 12, "moderate", "means", "self"),
+    # a run of clean days, then a relapse ("llevaba 100 días limpia y anoche recaí")
+    ("clean_relapse", ("RELAPSED", "CLEAN_RUN<"), 10, "moderate", "self_harm", "self"),
+    # at the water at night, going in ("im at the river. its so dark. im going in")
+    ("water_going_in", ("GOING_IN", "AT_WATER<"), 10, "high", "imminent", "self"),
     # long sleeves in the heat, with a knowing remark ("back to long sleeves in july. you know what
     # that means"); sleeves in summer alone are ordinary
     ("sleeves_knowing", ("SLEEVES", "KNOWING"), 14, "moderate", "self_harm", "self"),
@@ -258,6 +265,11 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # a young person's own funeral written or drawn, and the adult worried ("he described his own
     # funeral in detail … I'm very worried"); a class exercise without the worry is not
     ("other_funeral", ("OWN_FUNERAL", "WORRIED"), 24, "moderate", "other", "other"),
+    # things given away, "take care of mom", and the writer worried ("mi hermano regaló su guitarra
+    # y su compu y me dijo 'cuidá a mamá'... estoy re preocupada")
+    ("other_giveaway", ("CARE_FOR", "GAVE_3P<", "WORRIED"), 24, "moderate", "other", "other"),
+    # a clinician or relative relaying "the decision is made", and no answer since
+    ("other_decided", ("DECIDED_GONE",), 0, "high", "other", "other"),
     # a past statement at a distance and how the person is now: not a crisis (see detector)
     ("recovered", ("PAST_FAR", "NOW_OK"), 30, "none", "recovered", "self"),
 )
