@@ -167,7 +167,10 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("settling", ("SETTLE", "HANDOVER"), 20, "moderate", "indirect", "self"),
     # passwords to everything handed over "just in case"
     ("handover_in_case", ("HANDOVER", "JUST_IN_CASE"), 14, "moderate", "indirect", "self"),
-    ("cancel_giveaway", ("CANCEL_ALL", "GAVE_THINGS"), 14, "moderate", "indirect", "self"),
+    ("cancel_giveaway", ("CANCEL_ALL", "GAVE_THINGS"), 24, "moderate", "indirect", "self"),
+    # affairs put in order, and something "won't be used" any more ("transferring my session credit
+    # to my sister? Getting my affairs in order and won't be using it")
+    ("affairs_no_longer", ("AFFAIRS", "NO_LONGER", "TRANSFER"), 20, "moderate", "indirect", "self"),
     ("no_return", ("NOT_BACK", "PLACE_GO<"), 12, "moderate", "plan", "self"),
     ("scout_station", ("FEW_PEOPLE", "TRAIN_TIME"), 12, "moderate", "plan", "self"),
     ("letter_date", ("DATE_SET", "LETTER"), 12, "moderate", "plan", "self"),
@@ -175,6 +178,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # the letters")
     ("giveaway_letters", ("GAVE_THINGS", "LETTER"), 16, "moderate", "indirect", "self"),
     ("date_follow", ("SAME_DAY", "DATE_SET<"), 10, "high", "plan", "self"),
+    # settled for someone, then a date or "I'm going" ("le dejo hecha la declaración de la renta a mi
+    # mujer y a final de mes me voy"; "marquei pra sexta, depois que… pagar o aluguel da minha mãe")
+    ("settle_then_go", ("SETTLE_FOR", "GO_DATE"), 16, "moderate", "plan", "self"),
     # a date set "and all", and "I'm not joking" ("jaja ya tengo fecha y todo… no estoy bromeando")
     ("date_serious", ("DATE_EVEN", "NOT_JOKING"), 24, "moderate", "plan", "self"),
     ("research", ("RESEARCH", "MEDS"), 5, "moderate", "plan", "self"),
@@ -206,6 +212,13 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("clean_relapse", ("RELAPSED", "CLEAN_RUN<"), 10, "moderate", "self_harm", "self"),
     # at the water at night, going in ("im at the river. its so dark. im going in")
     ("water_going_in", ("GOING_IN", "AT_WATER<"), 10, "high", "imminent", "self"),
+    # at the tracks, the train heard ("at the tracks. i can hear it coming")
+    ("tracks_coming", ("HEAR_COMING", "AT_TRACKS<"), 5, "high", "imminent", "self"),
+    # pills taking effect, feeling strange, and thanks ("ya están haciendo efecto las pastillas, me
+    # siento rara. quería decir gracias"); a new medicine's side effect asked about has no thanks
+    ("effect_thanks", ("EFFECT", "FEEL_ODD", "SAY_THANKS"), 14, "high", "imminent", "self"),
+    # new marks, confessed ("new marks on my thighs. wasn't gonna tell you but you said be honest")
+    ("marks_confessed", ("NEW_MARKS", "CONFESS"), 10, "moderate", "self_harm", "self"),
     # long sleeves in the heat, with a knowing remark ("back to long sleeves in july. you know what
     # that means"); sleeves in summer alone are ordinary
     ("sleeves_knowing", ("SLEEVES", "KNOWING"), 14, "moderate", "self_harm", "self"),
