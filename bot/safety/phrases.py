@@ -168,6 +168,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # passwords to everything handed over "just in case"
     ("handover_in_case", ("HANDOVER", "JUST_IN_CASE"), 14, "moderate", "indirect", "self"),
     ("cancel_giveaway", ("CANCEL_ALL", "GAVE_THINGS"), 24, "moderate", "indirect", "self"),
+    # things given away, and "ready" to end the message ("repartí mis libros y mi ropa… me siento
+    # más ligera, lista")
+    ("gave_ready", ("READY_END", "GAVE_THINGS<"), 16, "moderate", "indirect", "self"),
     # affairs put in order, and something "won't be used" any more ("transferring my session credit
     # to my sister? Getting my affairs in order and won't be using it")
     ("affairs_no_longer", ("AFFAIRS", "NO_LONGER", "TRANSFER"), 20, "moderate", "indirect", "self"),
@@ -178,6 +181,13 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # the letters")
     ("giveaway_letters", ("GAVE_THINGS", "LETTER"), 16, "moderate", "indirect", "self"),
     ("date_follow", ("SAME_DAY", "DATE_SET<"), 10, "high", "plan", "self"),
+    # a death's anniversary, and everything thought through after it ("el día del aniversario de la
+    # muerte de mi viejo. ese día. ya lo pensé todo")
+    ("anniv_planned", ("PLANNED_ALL", "SAME_DAY<"), 14, "high", "plan", "self"),
+    # somewhere alone, where nobody will find one in time
+    ("not_in_time", ("NOT_IN_TIME",), 0, "high", "plan", "self"),
+    # at peace with a decision, and "don't try to call me"
+    ("decided_peace", ("DECIDED_PEACE", "DONT_CALL"), 14, "high", "indirect", "self"),
     # settled for someone, then a date or "I'm going" ("le dejo hecha la declaración de la renta a mi
     # mujer y a final de mes me voy"; "marquei pra sexta, depois que… pagar o aluguel da minha mãe")
     ("settle_then_go", ("SETTLE_FOR", "GO_DATE"), 16, "moderate", "plan", "self"),
@@ -278,6 +288,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # a young person's own funeral written or drawn, and the adult worried ("he described his own
     # funeral in detail … I'm very worried"); a class exercise without the worry is not
     ("other_funeral", ("OWN_FUNERAL", "WORRIED"), 24, "moderate", "other", "other"),
+    # a goodbye someone sent, and a plea to check on them ("sent a really weird goodbye text to our
+    # whole work chat. Can someone check on him??")
+    ("other_goodbye_check", ("CHECK_ON", "GOODBYE_SENT<"), 16, "high", "other", "other"),
     # things given away, "take care of mom", and the writer worried ("mi hermano regaló su guitarra
     # y su compu y me dijo 'cuidá a mamá'... estoy re preocupada")
     ("other_giveaway", ("CARE_FOR", "GAVE_3P<", "WORRIED"), 24, "moderate", "other", "other"),
