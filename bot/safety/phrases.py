@@ -184,6 +184,12 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # a death's anniversary, and everything thought through after it ("el día del aniversario de la
     # muerte de mi viejo. ese día. ya lo pensé todo")
     ("anniv_planned", ("PLANNED_ALL", "SAME_DAY<"), 14, "high", "plan", "self"),
+    # after a loved one's occasion, sparing them the day ("my plan is after my sons birthday on the
+    # 14th. wanted him to have that day at least")
+    ("spared_day", ("SPARED_DAY", "AFTER_OCCASION<"), 14, "moderate", "plan", "self"),
+    # a life insurance's waiting period passed ("Contraté el seguro de vida hace un año… Ya pasó el
+    # plazo de carencia")
+    ("insurance_wait", ("WAIT_PASSED", "LIFE_INS<"), 20, "high", "plan", "self"),
     # somewhere alone, where nobody will find one in time
     ("not_in_time", ("NOT_IN_TIME",), 0, "high", "plan", "self"),
     # at peace with a decision, and "don't try to call me"
