@@ -133,6 +133,12 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # somewhere far, "don't worry for me" ("I go now, not to Mexico, somewhere more far. Dont worry
     # for me. Adios amigos")
     ("go_far", ("FAR_AWAY", "DONT_WORRY"), 10, "moderate", "indirect", "self"),
+    # sorry for being so much work, and a goodbye to end ("sorry for being so much work. take care
+    # of urself ok. bye")
+    ("sorry_bye", ("BYE_END", "SORRY_BURDEN<", "TAKE_CARE"), 14, "moderate", "indirect", "self"),
+    # never again, with thanks and a blessing ("no voy a ir el martes ni nunca más. Le agradezco la
+    # paciencia… Que Dios lo bendiga")
+    ("never_bless", ("BLESS_THANKS", "NEVER_AGAIN<"), 20, "moderate", "indirect", "self"),
     # a near accident, and sorry that nothing happened ("o ônibus derrapou e eu torci pra ele virar")
     ("accident_sorry", ("NOTHING_SORRY", "NEAR_MISS<"), 16, "moderate", "indirect", "self"),
     ("accident_shrug", ("SHRUG", "ACCIDENT<", "IFF<"), 14, "moderate", "indirect", "self"),
@@ -235,6 +241,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("effect_thanks", ("EFFECT", "FEEL_ODD", "SAY_THANKS"), 14, "high", "imminent", "self"),
     # new marks, confessed ("new marks on my thighs. wasn't gonna tell you but you said be honest")
     ("marks_confessed", ("NEW_MARKS", "CONFESS"), 10, "moderate", "self_harm", "self"),
+    # scars to cover, and still doing it ("tips for covering scars?? summer's coming and im still
+    # doing it")
+    ("scars_still", ("STILL_DOING", "COVER_SCARS<"), 14, "moderate", "self_harm", "self"),
     # long sleeves in the heat, with a knowing remark ("back to long sleeves in july. you know what
     # that means"); sleeves in summer alone are ordinary
     ("sleeves_knowing", ("SLEEVES", "KNOWING"), 14, "moderate", "self_harm", "self"),
