@@ -241,6 +241,11 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("effect_thanks", ("EFFECT", "FEEL_ODD", "SAY_THANKS"), 14, "high", "imminent", "self"),
     # new marks, confessed ("new marks on my thighs. wasn't gonna tell you but you said be honest")
     ("marks_confessed", ("NEW_MARKS", "CONFESS"), 10, "moderate", "self_harm", "self"),
+    # won't make the session, "doing it now" to end the message
+    ("doing_now", ("DOING_NOW", "WONT_MAKE<"), 12, "high", "imminent", "self"),
+    # no more reminders, and "you did what you could" ("vcs fizeram o possível. não precisa mais me
+    # mandar lembrete de consulta, tá? fiquem com Deus")
+    ("no_more_reminders", ("NO_MORE_REMIND", "DID_WHAT_COULD"), 20, "moderate", "indirect", "self"),
     # scars to cover, and still doing it ("tips for covering scars?? summer's coming and im still
     # doing it")
     ("scars_still", ("STILL_DOING", "COVER_SCARS<"), 14, "moderate", "self_harm", "self"),
