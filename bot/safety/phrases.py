@@ -190,6 +190,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # a death's anniversary, and everything thought through after it ("el día del aniversario de la
     # muerte de mi viejo. ese día. ya lo pensé todo")
     ("anniv_planned", ("PLANNED_ALL", "SAME_DAY<"), 14, "high", "plan", "self"),
+    # the anniversary of a death, and going with them that day ("el 3 de marzo se cumplen 5 años de
+    # que murió mi esposo. ese día me voy con él")
+    ("anniv_follow", ("FOLLOW", "SAME_DAY<"), 14, "high", "plan", "self"),
     # after a loved one's occasion, sparing them the day ("my plan is after my sons birthday on the
     # 14th. wanted him to have that day at least")
     ("spared_day", ("SPARED_DAY", "AFTER_OCCASION<"), 14, "moderate", "plan", "self"),
@@ -241,6 +244,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("effect_thanks", ("EFFECT", "FEEL_ODD", "SAY_THANKS"), 14, "high", "imminent", "self"),
     # new marks, confessed ("new marks on my thighs. wasn't gonna tell you but you said be honest")
     ("marks_confessed", ("NEW_MARKS", "CONFESS"), 10, "moderate", "self_harm", "self"),
+    # "went too deep", and stitches ("fui fundo demais ontem, acho que precisava de ponto")
+    ("deep_stitches", ("STITCHES", "DEEP_WENT<"), 12, "high", "self_harm", "self"),
     # won't make the session, "doing it now" to end the message
     ("doing_now", ("DOING_NOW", "WONT_MAKE<"), 12, "high", "imminent", "self"),
     # no more reminders, and "you did what you could" ("vcs fizeram o possível. não precisa mais me
