@@ -133,6 +133,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # somewhere far, "don't worry for me" ("I go now, not to Mexico, somewhere more far. Dont worry
     # for me. Adios amigos")
     ("go_far", ("FAR_AWAY", "DONT_WORRY"), 10, "moderate", "indirect", "self"),
+    # goodbyes said, and the practice the last ones left ("Borré mis redes y ya me despedí de mis
+    # amigos. Ustedes eran los que me faltaban")
+    ("deleted_bye", ("LAST_ONES", "SAID_BYE<"), 14, "moderate", "indirect", "self"),
     # sorry for being so much work, and a goodbye to end ("sorry for being so much work. take care
     # of urself ok. bye")
     ("sorry_bye", ("BYE_END", "SORRY_BURDEN<", "TAKE_CARE"), 14, "moderate", "indirect", "self"),
@@ -233,6 +236,10 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # taken from work and hidden, "not used yet" ("been squirrelling away a few things from work.
     # havent done anything yet")
     ("stashed_yet", ("STASHED", "NOT_YET"), 12, "moderate", "means", "self"),
+    # taken from work and hidden ("trouxe umas ampolas do hospital pra casa. Tão escondidas no armário")
+    ("stashed_hidden", ("HIDDEN", "STASHED<"), 12, "moderate", "means", "self"),
+    # needles into one's own skin, for relief ("espeto agulha no dedo no trabalho pra aliviar a ansiedade")
+    ("needle_relief", ("TO_RELIEVE", "NEEDLE_SELF<"), 10, "moderate", "self_harm", "self"),
     # a run of clean days, then a relapse ("llevaba 100 días limpia y anoche recaí")
     ("clean_relapse", ("RELAPSED", "CLEAN_RUN<"), 10, "moderate", "self_harm", "self"),
     # at the water at night, going in ("im at the river. its so dark. im going in")
