@@ -139,6 +139,11 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # sorry for being so much work, and a goodbye to end ("sorry for being so much work. take care
     # of urself ok. bye")
     ("sorry_bye", ("BYE_END", "SORRY_BURDEN<", "TAKE_CARE"), 14, "moderate", "indirect", "self"),
+    # "I tried, I swear", and someone to be looked after "for me" ("eu tentei, juro que tentei.
+    # cuidem da minha mãe por mim")
+    ("tried_care", ("CARE_FOR_ME", "TRIED<"), 16, "moderate", "indirect", "self"),
+    # where I'm going I won't need anything, everything sold
+    ("sold_no_need", ("NO_LONGER", "GIVEAWAY<"), 20, "moderate", "indirect", "self"),
     # never again, with thanks and a blessing ("no voy a ir el martes ni nunca más. Le agradezco la
     # paciencia… Que Dios lo bendiga")
     ("never_bless", ("BLESS_THANKS", "NEVER_AGAIN<"), 20, "moderate", "indirect", "self"),
@@ -323,6 +328,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # a goodbye someone sent, and a plea to check on them ("sent a really weird goodbye text to our
     # whole work chat. Can someone check on him??")
     ("other_goodbye_check", ("CHECK_ON", "GOODBYE_SENT<"), 16, "high", "other", "other"),
+    # a goodbye posted, and they cannot be reached ("posted 'see you never' on his story… we cant
+    # reach him")
+    ("other_unreachable", ("CANT_REACH", "GOODBYE_POST<"), 24, "high", "other", "other"),
     # things given away, "take care of mom", and the writer worried ("mi hermano regaló su guitarra
     # y su compu y me dijo 'cuidá a mamá'... estoy re preocupada")
     ("other_giveaway", ("CARE_FOR", "GAVE_3P<", "WORRIED"), 24, "moderate", "other", "other"),
