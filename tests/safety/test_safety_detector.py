@@ -238,6 +238,22 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("le di un golpe a la mesa", "es", False, None),
     ("one more form and ill jump off a bridge lol", "en", False, None),
     ("no tengo ningún plan ni ganas de morirme. estoy bajoneada por la mudanza", "es", False, None),
+    # holes found in session 8: a retracted screening answer, a denial that came back, a screening
+    # question answered yes (about the sender, not someone else), "I'm not safe"
+    ("the nurse asked if i had thoughts of killing myself and i said no. i lied", "en", True, "self"),
+    ("a psiquiatra perguntou se eu pensava em me matar e eu disse que não. mas menti", "pt_BR", True, "self"),
+    ("a psiquiatra perguntou se eu pensava em me matar e eu disse que não, e é verdade", "pt_BR", False, None),
+    ("sin ideas suicidas hasta ayer, pero hoy volvieron", "es", True, "self"),
+    ("no suicidal thoughts until yesterday, but today they came back", "en", True, "self"),
+    ("no headaches until yesterday, but today they came back", "en", False, None),
+    ("¿Ha pensado en quitarse la vida? Respuesta: Sí", "es", True, "self"),
+    ("¿Ha pensado en quitarse la vida? Respuesta: No", "es", False, None),
+    ("jajaja me muero de risa, sí", "es", False, None),
+    ("CAN SOMEONE CALL ME NOW I'M NOT SAFE", "en", True, "self"),
+    ("i'm not safe driving in the snow so i'll do the session by video", "en", False, None),
+    ("não tô segura se consigo ir amanhã, te aviso mais tarde", "pt_BR", False, None),
+    ("ES HOY. NO ME LLAMEN", "es", True, "self"),
+    ("la mudanza es hoy, no me llamen", "es", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
