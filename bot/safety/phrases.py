@@ -182,6 +182,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # passwords to everything handed over "just in case"
     ("handover_in_case", ("HANDOVER", "JUST_IN_CASE"), 14, "moderate", "indirect", "self"),
     ("cancel_giveaway", ("CANCEL_ALL", "GAVE_THINGS"), 24, "moderate", "indirect", "self"),
+    # things given away, "tying up loose ends" ("Cancelei plano do celular, academia, doei as roupas.
+    # Só fechando as pontas soltas")
+    ("loose_ends", ("LOOSE_ENDS", "GIVEAWAY<"), 20, "moderate", "indirect", "self"),
     # things given away, and "ready" to end the message ("repartí mis libros y mi ropa… me siento
     # más ligera, lista")
     ("gave_ready", ("READY_END", "GAVE_THINGS<"), 16, "moderate", "indirect", "self"),
