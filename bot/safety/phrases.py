@@ -133,6 +133,11 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     # somewhere far, "don't worry for me" ("I go now, not to Mexico, somewhere more far. Dont worry
     # for me. Adios amigos")
     ("go_far", ("FAR_AWAY", "DONT_WORRY"), 10, "moderate", "indirect", "self"),
+    # a goodbye to a group, "it was lovely knowing you" ("adiós a los del grupo de los martes. fue
+    # bonito conoceros")
+    ("group_goodbye", ("MET_YOU", "FAREWELL<"), 10, "moderate", "indirect", "self"),
+    # a life insurance, and the family "would come out ahead"
+    ("insurance_better", ("FAMILY_AHEAD", "LIFE_INS<"), 16, "moderate", "indirect", "self"),
     # goodbyes said, and the practice the last ones left ("Borré mis redes y ya me despedí de mis
     # amigos. Ustedes eran los que me faltaban")
     ("deleted_bye", ("LAST_ONES", "SAID_BYE<"), 14, "moderate", "indirect", "self"),
@@ -246,6 +251,11 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("stashed_yet", ("STASHED", "NOT_YET"), 12, "moderate", "means", "self"),
     # taken from work and hidden ("trouxe umas ampolas do hospital pra casa. Tão escondidas no armário")
     ("stashed_hidden", ("HIDDEN", "STASHED<"), 12, "moderate", "means", "self"),
+    # the means bought with a cover story, then "there is no move" ("fui a la ferretería a comprar una
+    # cuerda 'para la mudanza'. no hay mudanza")
+    ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
+    # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
+    ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
     # needles into one's own skin, for relief ("espeto agulha no dedo no trabalho pra aliviar a ansiedade")
     ("needle_relief", ("TO_RELIEVE", "NEEDLE_SELF<"), 10, "moderate", "self_harm", "self"),
     # a run of clean days, then a relapse ("llevaba 100 días limpia y anoche recaí")
