@@ -251,6 +251,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("stashed_yet", ("STASHED", "NOT_YET"), 12, "moderate", "means", "self"),
     # taken from work and hidden ("trouxe umas ampolas do hospital pra casa. Tão escondidas no armário")
     ("stashed_hidden", ("HIDDEN", "STASHED<"), 12, "moderate", "means", "self"),
+    # access to a medicine at work, "and I've thought about it a lot"
+    ("meds_access", ("THOUGHT_LOT", "ACCESS<", "MEDS<"), 12, "moderate", "means", "self"),
     # the means bought with a cover story, then "there is no move" ("fui a la ferretería a comprar una
     # cuerda 'para la mudanza'. no hay mudanza")
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
