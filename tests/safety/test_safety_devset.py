@@ -91,7 +91,7 @@ def test_about_on_detected(name: str) -> None:
 # ---------------------------------------------------------------------- the blind sets
 #
 # Written after the phrase files, each measured once before anything was changed for it
-# (README.md in this folder has those first-seen numbers). All thirty-seven were then used: blindset ..
+# (README.md in this folder has those first-seen numbers). All sixty-five were then used: blindset ..
 # blindset5 and blindset7 .. blindset65 to improve the phrase and concept layers, all sixty-five to train
 # the learned layer (bench/train_safety_model.py), so they are held to the targets like
 # the dev and check sets. The honest measure of unseen wording is leave-one-set-out (the last

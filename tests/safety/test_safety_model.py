@@ -109,13 +109,18 @@ def test_shipped_model_is_declared_package_data() -> None:
 
 def test_training_reads_an_explicit_list_that_leaves_the_newest_blind_set_out() -> None:
     tree = ast.parse((ROOT / "bench" / "train_safety_model.py").read_text(encoding="utf-8"))
-    lists = {
-        t.id: ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        for t in node.targets
-        if isinstance(t, ast.Name) and t.id in {"TRAIN_SETS", "CV_FOLDS"}
-    }
+    # BLIND_SETS is a literal; TRAIN_SETS and CV_FOLDS are literals around it, evaluated with
+    # nothing else in scope (no glob, no call can build them)
+    scope: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name == "BLIND_SETS":
+                scope[name] = ast.literal_eval(node.value)
+            elif name in {"TRAIN_SETS", "CV_FOLDS"}:
+                code = compile(ast.Expression(node.value), "train_safety_model.py", "eval")
+                scope[name] = eval(code, {"__builtins__": {}}, dict(scope))
+    lists = {k: v for k, v in scope.items() if k in {"TRAIN_SETS", "CV_FOLDS"}}
     assert set(lists) == {"TRAIN_SETS", "CV_FOLDS"}
     for names in lists.values():
         # blindset66 is the next first-sight measurement (round 45); a new set is added by name
