@@ -113,6 +113,9 @@ BLIND_SETS = (
     "blindset63.jsonl",
     "blindset64.jsonl",
     "blindset65.jsonl",
+    "blindset66.jsonl",
+    "blindset67.jsonl",
+    "blindset68.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -254,6 +254,12 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("não tô segura se consigo ir amanhã, te aviso mais tarde", "pt_BR", False, None),
     ("ES HOY. NO ME LLAMEN", "es", True, "self"),
     ("la mudanza es hoy, no me llamen", "es", False, None),
+    # past and well now, then "they come back" in the present tense (round 46): not silenced
+    ("hace 4 años intenté quitarme la vida, hoy me alegra estar aquí, pero vuelven las ideas", "es", True, "self"),
+    ("hace 4 años intenté quitarme la vida y hoy me alegra estar aquí", "es", False, None),
+    ("tentei me matar há 3 anos, hoje to feliz de estar aqui, mas ultimamente voltam as ideias", "pt_BR", True, "self"),
+    ("If I hear one more Christmas song I'm going to shoot myself lol", "en", False, None),
+    ("if i see another day like this i'll kill myself", "en", True, "self"),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
