@@ -116,6 +116,9 @@ BLIND_SETS = (
     "blindset66.jsonl",
     "blindset67.jsonl",
     "blindset68.jsonl",
+    "blindset69.jsonl",
+    "blindset70.jsonl",
+    "blindset71.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -258,6 +258,19 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # thanks for the years, and absolving the therapist ahead of something ("só queria agradecer
+    # pelos 3 anos. a senhora fez o que pôde, não se culpe por nada")
+    ("absolve", ("ABSOLVE", "THANKS_YEARS<"), 20, "moderate", "indirect", "self"),
+    # going alone somewhere "and it ends there"; the letters, then going alone ("tô escrevendo as
+    # cartas hoje. domingo vou sozinho pro apartamento de Ubatuba e acaba lá")
+    ("alone_ends", ("ENDS_THERE", "GO_ALONE<"), 10, "moderate", "plan", "self"),
+    ("letters_alone", ("GO_ALONE", "LETTER<"), 16, "moderate", "plan", "self"),
+    # train times and the exact place looked up, and when ("el sitio exacto. Será el jueves")
+    ("train_spot", ("EXACT_WHEN", "TRAIN_TIME<"), 16, "high", "plan", "self"),
+    # a medicine kept, "and I know why" ("me quedé con la morfina… sé por qué me la quedé")
+    ("meds_knowing", ("KEPT_KNOWING", "MEDS<"), 14, "moderate", "means", "self"),
+    # a box from every prescription, hidden ("tá tudo numa caixa de sapato embaixo da cama")
+    ("hoard_hidden", ("HIDDEN", "HOARD_STRONG<"), 20, "moderate", "means", "self"),
     # needles into one's own skin, for relief ("espeto agulha no dedo no trabalho pra aliviar a ansiedade")
     ("needle_relief", ("TO_RELIEVE", "NEEDLE_SELF<"), 10, "moderate", "self_harm", "self"),
     # a run of clean days, then a relapse ("llevaba 100 días limpia y anoche recaí")

@@ -260,6 +260,9 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("tentei me matar há 3 anos, hoje to feliz de estar aqui, mas ultimamente voltam as ideias", "pt_BR", True, "self"),
     ("If I hear one more Christmas song I'm going to shoot myself lol", "en", False, None),
     ("if i see another day like this i'll kill myself", "en", True, "self"),
+    # a denial said as "ganas de morirme no", and the statement followed by "no es cuento" (round 47)
+    ("nooo, ganas de morirme no jaja, lo que tengo son ganas de renunciar a la chamba", "es", False, None),
+    ("asere, ando con ganas de matarme, no es cuento", "es", True, "self"),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
