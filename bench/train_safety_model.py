@@ -119,6 +119,9 @@ BLIND_SETS = (
     "blindset69.jsonl",
     "blindset70.jsonl",
     "blindset71.jsonl",
+    "blindset72.jsonl",
+    "blindset73.jsonl",
+    "blindset74.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -258,6 +258,11 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # a weapon in the house that nobody remembers, "I do"
+    ("means_remember", ("REMEMBER_ONLY", "MEANS<"), 16, "moderate", "means", "self"),
+    # "that's when", and one person told ("My wife is at her mother's Sunday. That's when. I wanted
+    # one person to know.")
+    ("one_person_when", ("ONE_PERSON", "THATS_WHEN<"), 3, "high", "plan", "self"),
     # thanks for the years, and absolving the therapist ahead of something ("só queria agradecer
     # pelos 3 anos. a senhora fez o que pôde, não se culpe por nada")
     ("absolve", ("ABSOLVE", "THANKS_YEARS<"), 20, "moderate", "indirect", "self"),

@@ -263,6 +263,13 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     # a denial said as "ganas de morirme no", and the statement followed by "no es cuento" (round 47)
     ("nooo, ganas de morirme no jaja, lo que tengo son ganas de renunciar a la chamba", "es", False, None),
     ("asere, ando con ganas de matarme, no es cuento", "es", True, "self"),
+    # a screening answer's words that say the thoughts stayed, and a relapse after a clean run (round 48)
+    ("sigo con las ideas suicidas, no se me pasaron con el cambio de remedio", "es", True, "self"),
+    ("ideas suicidas: no. autolesiones: no.", "es", False, None),
+    ("I used to cut. Now I'm a totally different person but last night I did it again", "en", True, "self"),
+    ("I used to cut. I'm a totally different person now", "en", False, None),
+    ("faz 2 anos que não me corto mas ontem voltei a fazer", "pt_BR", True, "self"),
+    ("hace 3 años que no me corto pero ayer volví a hacerlo", "es", True, "self"),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
