@@ -122,6 +122,9 @@ BLIND_SETS = (
     "blindset72.jsonl",
     "blindset73.jsonl",
     "blindset74.jsonl",
+    "blindset75.jsonl",
+    "blindset76.jsonl",
+    "blindset77.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -258,6 +258,10 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # a pet rehomed and its papers left "for whoever finds it"
+    ("rehomed_finder", ("FOR_FINDER", "REHOMED<"), 20, "moderate", "indirect", "self"),
+    # a date marked with an X, "I won't change my mind"
+    ("date_firm", ("NO_CHANGE_MIND", "DATE_X<"), 14, "moderate", "plan", "self"),
     # a weapon in the house that nobody remembers, "I do"
     ("means_remember", ("REMEMBER_ONLY", "MEANS<"), 16, "moderate", "means", "self"),
     # "that's when", and one person told ("My wife is at her mother's Sunday. That's when. I wanted
