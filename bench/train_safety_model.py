@@ -125,6 +125,9 @@ BLIND_SETS = (
     "blindset75.jsonl",
     "blindset76.jsonl",
     "blindset77.jsonl",
+    "blindset78.jsonl",
+    "blindset79.jsonl",
+    "blindset80.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -258,6 +258,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # set aside at work, "nobody keeps count" ("trabajo en una farmacia y ya separé lo que necesito,
+    # nadie lleva la cuenta")
+    ("set_aside_uncounted", ("NO_COUNT", "SET_ASIDE<"), 12, "moderate", "means", "self"),
     # a pet rehomed and its papers left "for whoever finds it"
     ("rehomed_finder", ("FOR_FINDER", "REHOMED<"), 20, "moderate", "indirect", "self"),
     # a date marked with an X, "I won't change my mind"

@@ -270,6 +270,10 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("I used to cut. I'm a totally different person now", "en", False, None),
     ("faz 2 anos que não me corto mas ontem voltei a fazer", "pt_BR", True, "self"),
     ("hace 3 años que no me corto pero ayer volví a hacerlo", "es", True, "self"),
+    # "ready" alone is no intent next to a medicine: a refill is ready (round 50)
+    ("pharmacy says my sleeping pill refill is ready", "en", False, None),
+    ("i have pills and im ready to take them all", "en", True, "self"),
+    ("relaxa, não tô me cortando nem nada, mas ontem quase", "pt_BR", True, "self"),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
