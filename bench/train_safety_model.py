@@ -128,6 +128,12 @@ BLIND_SETS = (
     "blindset78.jsonl",
     "blindset79.jsonl",
     "blindset80.jsonl",
+    "blindset81.jsonl",
+    "blindset82.jsonl",
+    "blindset83.jsonl",
+    "blindset84.jsonl",
+    "blindset85.jsonl",
+    "blindset86.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -258,6 +258,13 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # the family away, and "that will be the day" to end the message ("el sábado que mi esposa se
+    # lleve a los niños con su mamá va a ser el día")
+    ("alone_the_day", ("THE_DAY", "WHEN_ALONE<"), 16, "high", "plan", "self"),
+    # "it happened again", with the razor ("aconteceu de novo aquilo q a gente conversou. com a gilete")
+    ("again_blade", ("BLADE_WITH", "HAPPENED_AGAIN<"), 10, "high", "self_harm", "self"),
+    # things given away with a cover story ("comecei a dar minhas plantas… falei q tô me mudando mas não tô")
+    ("giveaway_cover", ("NOT_MOVING", "GIVEAWAY<"), 16, "moderate", "indirect", "self"),
     # set aside at work, "nobody keeps count" ("trabajo en una farmacia y ya separé lo que necesito,
     # nadie lleva la cuenta")
     ("set_aside_uncounted", ("NO_COUNT", "SET_ASIDE<"), 12, "moderate", "means", "self"),
