@@ -41,7 +41,10 @@ language, one family a list of entries, one entry a few tokens::
 
 A token is a word (``quero``), a stem (``pens*``: any word beginning so), alternatives
 (``vontade|ganas``), an optional token (``de?``), ``#`` (a number) or, last, ``$`` (the message
-ends there, but for words of the ``FILLER`` family). Stems and words of five letters or more
+ends there, but for words of the ``FILLER`` family). Alternatives stand for one word each:
+``had a heart attack|stroke`` reads "had a heart stroke", never "had a stroke", and ``knot is|s``
+never reads "knots" (the normaliser drops the apostrophe); phrases of different lengths are
+separate entries (129 such entries were found and split in round 51). Stems and words of five letters or more
 also match with one typo (not on the first letter): a letter dropped, doubled or added, two
 neighbours swapped, one letter replaced by a neighbour on the keyboard. The rules that combine
 families (``WANT`` and ``DIE`` within four words of each other: a direct statement, high) are
