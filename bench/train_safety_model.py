@@ -134,6 +134,9 @@ BLIND_SETS = (
     "blindset84.jsonl",
     "blindset85.jsonl",
     "blindset86.jsonl",
+    "blindset87.jsonl",
+    "blindset88.jsonl",
+    "blindset89.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -261,6 +261,17 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # no reminder for the next session "or any after that", and thanks for everything
+    ("no_remind_thanks", ("THANKS_ALL", "NO_MORE_REMIND<"), 20, "moderate", "indirect", "self"),
+    # blades found, "yes, I went back" ("minha mãe achou as lâminas na minha mochila. sim, eu voltei")
+    ("found_back", ("BACK_AGAIN", "FOUND_BLADES<"), 14, "moderate", "self_harm", "self"),
+    # a room booked, "not for a holiday" ("reservé un hotel en la costa… no es para vacacionar")
+    ("room_not_holiday", ("NOT_HOLIDAY", "BOOKED_ROOM<"), 14, "moderate", "plan", "self"),
+    # a supply asked for with a reason given, "that's not really why"
+    ("supply_not_why", ("NOT_REALLY_WHY", "DOCTOR_SHOP<"), 16, "moderate", "means", "self"),
+    # a second doctor for a second prescription "so I'd have enough"
+    ("doctor_shop", ("DOCTOR_SHOP", "MEDS<"), 16, "moderate", "means", "self"),
+    ("doctor_shop_told", ("DOCTOR_SHOP", "UNTOLD"), 12, "moderate", "means", "self"),
     # the family away, and "that will be the day" to end the message ("el sábado que mi esposa se
     # lleve a los niños con su mamá va a ser el día")
     ("alone_the_day", ("THE_DAY", "WHEN_ALONE<"), 16, "high", "plan", "self"),
