@@ -137,6 +137,9 @@ BLIND_SETS = (
     "blindset87.jsonl",
     "blindset88.jsonl",
     "blindset89.jsonl",
+    "blindset90.jsonl",
+    "blindset91.jsonl",
+    "blindset92.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -274,6 +274,10 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("pharmacy says my sleeping pill refill is ready", "en", False, None),
     ("i have pills and im ready to take them all", "en", True, "self"),
     ("relaxa, não tô me cortando nem nada, mas ontem quase", "pt_BR", True, "self"),
+    # a death by suicide told as a loss stays ordinary; wanting to follow the person does not (round 53)
+    ("my dad died by suicide and lately i think about following him", "en", True, "self"),
+    ("my cousin died by suicide last year and we're going to the memorial walk", "en", False, None),
+    ("mi hermano murió por suicidio y yo quiero irme con él", "es", True, "self"),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
