@@ -140,6 +140,9 @@ BLIND_SETS = (
     "blindset90.jsonl",
     "blindset91.jsonl",
     "blindset92.jsonl",
+    "blindset93.jsonl",
+    "blindset94.jsonl",
+    "blindset95.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -261,6 +261,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # "it's today", and "don't wait for me at tomorrow's session" ("é hoje. não me espera na sessão de amanhã")
+    ("today_dont_wait", ("DONT_WAIT", "TODAY_IS<"), 0, "high", "imminent", "self"),
     # no reminder for the next session "or any after that", and thanks for everything
     ("no_remind_thanks", ("THANKS_ALL", "NO_MORE_REMIND<"), 20, "moderate", "indirect", "self"),
     # blades found, "yes, I went back" ("minha mãe achou as lâminas na minha mochila. sim, eu voltei")

@@ -278,6 +278,11 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("my dad died by suicide and lately i think about following him", "en", True, "self"),
     ("my cousin died by suicide last year and we're going to the memorial walk", "en", False, None),
     ("mi hermano murió por suicidio y yo quiero irme con él", "es", True, "self"),
+    # a clean run "más de un año", then "anoche volví" (round 54)
+    ("hace más de un año que no me corto pero anoche volví", "es", True, "self"),
+    ("hace más de un año que no me corto y ya no tengo ganas", "es", False, None),
+    ("é hoje. não me espera na sessão de amanhã", "pt_BR", True, "self"),
+    ("é hoje o show! não me espera na sessão de amanhã, vou estar rouca kkk", "pt_BR", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
