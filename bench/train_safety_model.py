@@ -143,6 +143,9 @@ BLIND_SETS = (
     "blindset93.jsonl",
     "blindset94.jsonl",
     "blindset95.jsonl",
+    "blindset96.jsonl",
+    "blindset97.jsonl",
+    "blindset98.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -261,6 +261,12 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # everything taken while someone is away ("se eu tomar tudo na segunda meu marido só volta de viagem na quarta")
+    ("take_all_away", ("AWAY_UNTIL", "TAKE_ALL<"), 16, "high", "plan", "self"),
+    # a place, and "I promised the psychologist I'd tell" ("vou na linha do trem amanhã cedo. to avisando pq prometi")
+    ("place_promise", ("TOLD_PROMISE", "HIGH_PLACE<"), 16, "high", "imminent", "self"),
+    # a relapse, and the blade used ("ontem tive recaída. usei o apontador da minha irmã")
+    ("relapse_blade", ("BLADE_USED", "RELAPSED<"), 10, "high", "self_harm", "self"),
     # "it's today", and "don't wait for me at tomorrow's session" ("é hoje. não me espera na sessão de amanhã")
     ("today_dont_wait", ("DONT_WAIT", "TODAY_IS<"), 0, "high", "imminent", "self"),
     # no reminder for the next session "or any after that", and thanks for everything

@@ -283,6 +283,9 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("hace más de un año que no me corto y ya no tengo ganas", "es", False, None),
     ("é hoje. não me espera na sessão de amanhã", "pt_BR", True, "self"),
     ("é hoje o show! não me espera na sessão de amanhã, vou estar rouca kkk", "pt_BR", False, None),
+    # "I'm not, suicide is on my mind": the denial idiom stops before what the statement says next (round 55)
+    ("mum thinks im grand but im not, suicide is on my mind every single night lately", "en", True, "self"),
+    ("im not suicidal, just tired", "en", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
