@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.safety.detector import compiled, floor  # noqa: E402
+from bot.safety.detector import compiled, floor, settled  # noqa: E402
 from bot.safety.model import MODEL_PATH, Linear, Model, features, to_dict  # noqa: E402
 
 SAFETY = ROOT / "tests" / "safety"
@@ -217,7 +217,7 @@ def load_rows(exclude: Sequence[str] = ()) -> list[Row]:
                 about=r.get("about"),
                 floor_hit=floor_hit,
                 floor_about=("self" if fl.own or not fl.reported else "other") if fl and floor_hit else None,
-                silenced=bool(fl and fl.silenced),
+                silenced=bool(fl and settled(c, fl)),
                 tokens=fl.model_text.split() if fl else [],
             )
         )

@@ -534,6 +534,8 @@ class Floor(NamedTuple):
     # ``model_text.split()`` when nothing was blanked: the cached word objects, whose hashes
     # are already known, so the model's look-ups skip hashing (None: split model_text)
     model_words: list[str] | None = None
+    # The families of a "recovered" check left for later (0: none; see :func:`settled`)
+    recovered_needed: int = 0
 
 
 def floor(c: _Compiled, text: str) -> Floor:
@@ -628,6 +630,11 @@ def floor(c: _Compiled, text: str) -> Floor:
         gate, needed = cached
     else:
         gate = needed = 0
+    if gate == 2 and not found:
+        # Only the "recovered" rule could match and nothing was found: all it could do is keep
+        # the model from being asked, so it is looked for only if the model would alert (half of
+        # the ordinary replies have a "past" and a "now" anchor word: "last", "good")
+        return Floor(found, own, reported, s, s, frame_at, frame_end, False, words if s is s0 else None, needed)
     if gate:
         hits, recovered = concept_matches(cc, s, needed, words if s is s0 else None)
         hits = hits if gate & 1 else []
@@ -681,6 +688,14 @@ def _told_as_past(c: _Compiled, s: str, found: list[Phrase], pairs: list[tuple[i
     return False
 
 
+def settled(c: _Compiled, fl: Floor) -> bool:
+    """``fl.silenced``, with a "recovered" check :func:`floor` left for later done now."""
+    if not fl.recovered_needed:
+        return fl.silenced
+    _, recovered = concept_matches(c.concepts, fl.text, fl.recovered_needed, fl.model_words)
+    return bool(recovered) and _told_as_past(c, fl.text, [], recovered)
+
+
 def _found(c: _Compiled, text: str) -> list[Phrase]:
     """The phrases and concept rules found in ``text`` (a part of the matching text)."""
     return floor(c, text).found if text.strip(" #") else []
@@ -705,7 +720,7 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None, model: Model | N
             # nothing but idioms and negations ("me muero de hambre", "not suicidal")
             return _NO_CRISIS
         z = model.score(toks)
-        if z < model.threshold:
+        if z < model.threshold or (fl.recovered_needed and settled(c, fl)):
             return _NO_CRISIS
         hint = _hint(lang)
         level = "high" if z >= model.high else "moderate"

@@ -609,3 +609,22 @@ def test_emoji_that_stand_for_a_means_are_read_as_words(text: str, lang: str, wo
 
     assert normalize(text) == words
     assert scan(text, lang).crisis is crisis
+
+
+@pytest.mark.parametrize(
+    ("text", "told_as_past"),
+    [
+        ("me cortaba de chica, hace 9 años que no lo hago y estoy orgullosa", True),
+        ("de adolescente me hacía daño, pero eso quedó muy atrás. ahora soy yo la que acompaña a chicas", True),
+        ("hace 9 años que no lo hago y estoy orgullosa, pero anoche volví a cortarme", False),
+        ("ok, see you next week then", False),
+    ],
+)
+def test_recovered_check_left_for_later_settles_as_before(text: str, told_as_past: bool) -> None:
+    # floor() leaves the "recovered" check for later when nothing was found and it is the only
+    # rule that could match (it can then only keep the model from being asked); settled() does it
+    c = det.compiled()
+    fl = det.floor(c, text)
+    assert det.settled(c, fl) is told_as_past
+    if fl.recovered_needed:
+        assert not fl.found and not fl.silenced
