@@ -146,6 +146,9 @@ BLIND_SETS = (
     "blindset96.jsonl",
     "blindset97.jsonl",
     "blindset98.jsonl",
+    "blindset99.jsonl",
+    "blindset100.jsonl",
+    "blindset101.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

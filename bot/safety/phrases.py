@@ -261,6 +261,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # sessions passed on while one's affairs are put in order ("¿puedo pasarle mis sesiones pagadas a mi
+    # novia? estoy dejando todo en orden")
+    ("transfer_affairs", ("AFFAIRS", "TRANSFER<"), 16, "moderate", "indirect", "self"),
     # everything taken while someone is away ("se eu tomar tudo na segunda meu marido só volta de viagem na quarta")
     ("take_all_away", ("AWAY_UNTIL", "TAKE_ALL<"), 16, "high", "plan", "self"),
     # a place, and "I promised the psychologist I'd tell" ("vou na linha do trem amanhã cedo. to avisando pq prometi")
