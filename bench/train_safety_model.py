@@ -149,6 +149,9 @@ BLIND_SETS = (
     "blindset99.jsonl",
     "blindset100.jsonl",
     "blindset101.jsonl",
+    "blindset102.jsonl",
+    "blindset103.jsonl",
+    "blindset104.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

@@ -261,6 +261,8 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("cover_story", ("NO_REAL", "MEANS<"), 16, "high", "means", "self"),
     # the knot made, and thanks ("ya está el nudo hecho. solo quería dar las gracias")
     ("knot_thanks", ("KNOT_DONE", "SAY_THANKS"), 12, "high", "imminent", "self"),
+    # a date set on the anniversary of an accident ("marquei a data. dia 12, quando faz um ano do acidente")
+    ("date_anniv", ("ANNIV_DAY", "DATE_SET<"), 10, "moderate", "plan", "self"),
     # sessions passed on while one's affairs are put in order ("¿puedo pasarle mis sesiones pagadas a mi
     # novia? estoy dejando todo en orden")
     ("transfer_affairs", ("AFFAIRS", "TRANSFER<"), 16, "moderate", "indirect", "self"),
