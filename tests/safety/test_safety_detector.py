@@ -286,6 +286,10 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     # "I'm not, suicide is on my mind": the denial idiom stops before what the statement says next (round 55)
     ("mum thinks im grand but im not, suicide is on my mind every single night lately", "en", True, "self"),
     ("im not suicidal, just tired", "en", False, None),
+    # a denial idiom stops where the statement turns (round 58)
+    ("falei que tô triste, não que quero sumir kkk pode ficar tranquila, to segura", "pt_BR", False, None),
+    ("falei que tô triste, não que quero sumir... mas na verdade quero sim", "pt_BR", True, "self"),
+    ("not having thoughts that id be better off dead, i KNOW i would be", "en", True, "self"),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
