@@ -152,6 +152,9 @@ BLIND_SETS = (
     "blindset102.jsonl",
     "blindset103.jsonl",
     "blindset104.jsonl",
+    "blindset105.jsonl",
+    "blindset106.jsonl",
+    "blindset107.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",
