@@ -630,11 +630,12 @@ def floor(c: _Compiled, text: str) -> Floor:
         gate, needed = cached
     else:
         gate = needed = 0
+    pending = 0
     if gate == 2 and not found:
         # Only the "recovered" rule could match and nothing was found: all it could do is keep
         # the model from being asked, so it is looked for only if the model would alert (half of
         # the ordinary replies have a "past" and a "now" anchor word: "last", "good")
-        return Floor(found, own, reported, s, s, frame_at, frame_end, False, words if s is s0 else None, needed)
+        pending, gate = needed, 0
     if gate:
         hits, recovered = concept_matches(cc, s, needed, words if s is s0 else None)
         hits = hits if gate & 1 else []
@@ -657,7 +658,7 @@ def floor(c: _Compiled, text: str) -> Floor:
             # it at a distance and says how the person is now (tests/safety/README.md).
             return Floor([], False, False, s, model_text, frame_at, frame_end, True)
     return Floor(
-        found, own, reported, s, model_text, frame_at, frame_end, False, words if model_text is s0 else None
+        found, own, reported, s, model_text, frame_at, frame_end, False, words if model_text is s0 else None, pending
     )
 
 
@@ -720,7 +721,7 @@ def scan_with(c: _Compiled, text: str, lang: str | None = None, model: Model | N
             # nothing but idioms and negations ("me muero de hambre", "not suicidal")
             return _NO_CRISIS
         z = model.score(toks)
-        if z < model.threshold or (fl.recovered_needed and settled(c, fl)):
+        if z < model.threshold or settled(c, fl):
             return _NO_CRISIS
         hint = _hint(lang)
         level = "high" if z >= model.high else "moderate"

@@ -41,15 +41,15 @@ language, one family a list of entries, one entry a few tokens::
 
 A token is a word (``quero``), a stem (``pens*``: any word beginning so), alternatives
 (``vontade|ganas``), an optional token (``de?``), ``#`` (a number) or, last, ``$`` (the message
-ends there, but for words of the ``FILLER`` family). Alternatives stand for one word each:
-``had a heart attack|stroke`` reads "had a heart stroke", never "had a stroke", and ``knot is|s``
-never reads "knots" (the normaliser drops the apostrophe); phrases of different lengths are
-separate entries (129 such entries were found and split in round 51). Stems and words of five letters or more
-also match with one typo (not on the first letter): a letter dropped, doubled or added, two
-neighbours swapped, one letter replaced by a neighbour on the keyboard. The rules that combine
-families (``WANT`` and ``DIE`` within four words of each other: a direct statement, high) are
-the same for every language and are listed in :data:`CONCEPT_RULES`; a rule applies to a
-language that defines all of its families. See :mod:`.detector` for how they are matched.
+ends there, but for words of the ``FILLER`` family). Alternatives stand for one word each: ``had a
+heart attack|stroke`` reads "had a heart stroke", never "had a stroke", and ``knot is|s`` never
+reads "knots" (the normaliser drops the apostrophe); phrases of different lengths are separate
+entries. Stems and words of five letters or more also match with one typo (not on the first
+letter): a letter dropped, doubled or added, two neighbours swapped, one letter replaced by a
+neighbour on the keyboard. The rules that combine families (``WANT`` and ``DIE`` within four words
+of each other: a direct statement, high) are the same for every language and are listed in
+:data:`CONCEPT_RULES`; a rule applies to a language that defines all of its families. See
+:mod:`.detector` for how they are matched.
 
 Speed: each pattern is read (with Python's own regex parser) for its *anchors*, a set of word
 beginnings one of which every match must contain, preferring rare words ("suicid", "pills") over
