@@ -25,6 +25,10 @@ class Unit:
     now: datetime
     notes: list[Note] = field(default_factory=list)
     wake_outbox: bool = False
+    # Several inbound messages share this transaction (Service.handle_inbound_batch): reading one
+    # message's context does not flush what the earlier ones changed unless it concerns the same
+    # client (Service._context).
+    batched: bool = False
 
     def note(self, type: str, tz: str | None = None, **data: Any) -> None:
         self.notes.append(Note(type, self.now, tz, data))

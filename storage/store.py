@@ -189,6 +189,19 @@ def inbound_context(s: Session, now: datetime, *, client_id: str | None = None,
     return InboundContext(client, conv, appt, alert_id, bool(taken))
 
 
+def has_pending(s: Session, client_id: str | None) -> bool:
+    """Does the session hold unflushed changes to a row of ``client_id`` (its client row, or one
+    that names it: conversations, appointments, timers, alerts, takeovers)? ``client_id`` None: to
+    any client row."""
+    for obj in (*s.new, *s.dirty, *s.deleted):
+        if isinstance(obj, Client):
+            if client_id is None or obj.id == client_id:
+                return True
+        elif client_id is not None and getattr(obj, "client_id", None) == client_id:
+            return True
+    return False
+
+
 def client_id_by_address(s: Session, channel: str, address: str) -> str | None:
     """Only the id: what PostgreSQL needs before the client's lock (everything is read after it)."""
     q = _CLIENT_ID_BY["telegram" if channel == "telegram" else "phone"]

@@ -46,6 +46,12 @@ MESSAGES: list[tuple[str, str, str | None]] = [
     ("+12125559999", "hello?", "SM6"),
     ("+15555550101", "OK", "SM7"),
     (PHONES[2], "ok", "SM8"),  # after their crisis message in the same batch: forwarded, not scripted
+    # a second and third message from a client whose first one changed their rows in this batch
+    # (an offer of slots waiting for an answer, then the appointment moved): their context is read
+    # after those changes are written (Service._context)
+    (PHONES[1], "1", "SM9"),
+    (PHONES[1], "what time is my appointment?", "SM10"),
+    (PHONES[0], "I need to cancel my appointment", "SM11"),
 ]
 
 
@@ -89,7 +95,7 @@ def inbound(i: int) -> tuple[Inbound, datetime]:
     return Inbound("sms", text, address=sender, provider_id=sid), T0 + timedelta(seconds=i)
 
 
-@pytest.mark.parametrize("split", [[9], [3, 6], [1] * 9])
+@pytest.mark.parametrize("split", [[12], [3, 9], [5, 7], [1] * 12])
 def test_a_batch_does_what_one_by_one_does(db_url: str, tmp_path: Any, split: list[int]) -> None:
     one = setup(f"sqlite:///{tmp_path / 'one.db'}")
     singles = [one.handle_inbound(*inbound(i)) for i in range(len(MESSAGES))]
@@ -102,6 +108,7 @@ def test_a_batch_does_what_one_by_one_does(db_url: str, tmp_path: Any, split: li
         start += n
     assert got == singles
     assert "duplicate" in got and "crisis" in got and "opt_out" in got and "forwarded" in got
+    assert got[9] == "resumed" and outcome_of(svc)["appointments"][1][1] == "rescheduled"
     assert outcome_of(svc) == outcome_of(one)
 
 
@@ -158,3 +165,27 @@ def test_the_batcher_fails_the_webhooks_of_a_batch_that_raises(tmp_path: Any) ->
         return await asyncio.gather(*(b.submit(*inbound(i)) for i in range(3)), return_exceptions=True)
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(main()))
+
+
+@pytest.mark.parametrize("by", ["address", "id"])
+def test_a_batched_context_read_sees_the_clients_own_unflushed_changes(db_url: str, by: str) -> None:
+    """Reading a context in a batch skips the flush of earlier messages' changes, except this
+    client's own: a cancelled appointment is not their next one any more, and the read by id
+    (which re-reads rows) does not overwrite the change."""
+    svc = setup(db_url)
+    with svc.unit(T0) as u:
+        u.batched = True
+        a1, a2 = u.s.get(Appointment, "a1"), u.s.get(Appointment, "a2")
+        assert a1 is not None and a2 is not None
+        a1.status = "cancelled"  # client c1's, not flushed
+        a2.confirmed = True  # another client's, not flushed
+        # another client's read leaves the pending changes alone (they go at commit)
+        ctx3 = svc._context(u, channel="sms", address=PHONES[3]) if by == "address" else svc._context(u, client_id="c3")
+        assert ctx3 is not None and ctx3.appointment is not None and ctx3.appointment.id == "a3"
+        assert a1 in u.s.dirty and a2 in u.s.dirty
+        ctx = svc._context(u, channel="sms", address=PHONES[1]) if by == "address" else svc._context(u, client_id="c1")
+        assert ctx is not None and ctx.client.id == "c1"
+        assert ctx.appointment is None and a1.status == "cancelled"
+    with Session(svc.db) as s:
+        got = s.get(Appointment, "a1")
+        assert got is not None and got.status == "cancelled"

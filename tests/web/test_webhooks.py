@@ -264,3 +264,26 @@ def test_serve_with_telegram_polling(tmp_path: Any, fake_telegram: FakeTelegram)
         wait_for(lambda: len(fake_telegram.sent) >= 1)
     assert fake_telegram.webhook is None  # polling removed any webhook
     assert fake_telegram.sent[0]["chat_id"] == CLIENT_TG
+
+
+def test_webhooks_past_the_router_keep_the_apps_edges(
+    live: tuple[Any, TestClient], fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POSTs to the webhooks skip FastAPI's router (bot.web.app.FastPaths); the security headers,
+    the 405 for another method and the typed-only 500 are still theirs."""
+    rt, client = live
+    add_client(rt.svc)
+    r = twilio_post(client, fake_twilio.auth_token, sms("SM900", "yes"))
+    assert r.status_code == 200
+    assert r.headers["x-content-type-options"] == "nosniff" and "content-security-policy" in r.headers
+    assert client.get("/webhooks/twilio").status_code == 405
+    assert client.get("/webhooks/telegram").status_code == 405
+
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("boom: +15551234567 said something private")
+
+    monkeypatch.setattr(rt.svc, "handle_inbound_batch", broken)
+    monkeypatch.setattr(rt.svc, "handle_inbound", broken)
+    r = twilio_post(client, fake_twilio.auth_token, sms("SM901", "hello again"))
+    assert r.status_code == 500 and "+1555" not in r.text and "private" not in r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
