@@ -52,6 +52,7 @@ from storage.tables import (
     Feedback,
     Message,
     Timer,
+    new_row,
 )
 
 log = logging.getLogger("rapport.service")
@@ -260,17 +261,29 @@ class Service:
             with self.unit(batch[order[0]][1]) as u:
                 store.defer_writes(u.s)
                 u.batched = True
+                # every provider id of the batch recorded in one statement; a message whose id was
+                # there already, or came earlier in the batch, is a duplicate
+                ids = [(inb.channel, inb.provider_id) for inb, _ in batch if inb.provider_id]
+                fresh = store.mark_seen_many(u.s, ids, u.now)
                 for i in order:
+                    inb = batch[i][0]
                     u.now = batch[i][1]
-                    out[i] = self._inbound(u, batch[i][0])
+                    if inb.provider_id:
+                        key = (inb.channel, inb.provider_id)
+                        if key not in fresh:
+                            out[i] = "duplicate"
+                            continue
+                        fresh.discard(key)
+                    out[i] = self._inbound(u, inb, seen=True)
         except Exception as e:
             log.warning("a batch of %d inbound messages failed (%s): one at a time", len(batch), type(e).__name__)
             return [self.handle_inbound(inb, now) for inb, now in batch]
         return out
 
-    def _inbound(self, u: Unit, inb: Inbound) -> str:
+    def _inbound(self, u: Unit, inb: Inbound, *, seen: bool = False) -> str:
+        """One inbound message; ``seen``: its provider id is already recorded as new (a batch)."""
         s = u.s
-        if inb.provider_id and not store.mark_seen(s, inb.channel, inb.provider_id, u.now):
+        if inb.provider_id and not seen and not store.mark_seen(s, inb.channel, inb.provider_id, u.now):
             return "duplicate"
         channel, address = _split_address(inb)
         staff = alerts.staff_member(self.cfg, channel, address) if inb.client_id is None else None
@@ -657,8 +670,14 @@ class Service:
     def _timer(
         self, u: Unit, kind: str, client_id: str | None, appointment_id: str | None, due: datetime, **payload: Any
     ) -> Timer:
-        t = Timer(
-            kind=kind, client_id=client_id, appointment_id=appointment_id, due_at=due, payload=payload, created_at=u.now
+        t = new_row(
+            Timer,
+            kind=kind,
+            client_id=client_id,
+            appointment_id=appointment_id,
+            due_at=due,
+            payload=payload,
+            created_at=u.now,
         )
         u.s.add(t)
         return t
@@ -702,7 +721,8 @@ class Service:
         if old is not None and not one_shot:
             self._end(u, old, "replaced")
         sprint = self._sprint(u, client, appt, lambda ctx: self.engine.start(dialogue, ctx, vars=vars, step=step))
-        conv = Conversation(
+        conv = new_row(
+            Conversation,
             client_id=client.id,
             dialogue=dialogue,
             step=step or "",

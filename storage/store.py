@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, func, insert, or_, text
+from sqlalchemy import Table, bindparam, exists, func, insert, literal_column, or_, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -20,6 +20,14 @@ from storage.admin_tables import Takeover
 from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, InboundSeen, Message, Outbox, Timer
 
 UPCOMING = ("scheduled", "confirmed", "reschedule_requested", "rescheduled")
+
+
+def _one_of(column: Any, values: Sequence[str]) -> Any:
+    """``column IN ('a', 'b')`` with the constants in the SQL text: an IN over bound values is
+    re-rendered at every execution (SQLAlchemy's "expanding" parameters), which cost the inbound
+    path's reads a tenth of their time. Only for the fixed status names below."""
+    assert all(v.replace("_", "").isalpha() for v in values)
+    return column.in_([literal_column(f"'{v}'") for v in values])
 
 
 # The hot path's statements are built once: building a select and its cache key costs more than
@@ -43,6 +51,14 @@ _SEEN = {
     "sqlite": sqlite.insert(_SEEN_TABLE).on_conflict_do_nothing().returning(_SEEN_TABLE.c.at),
     "postgresql": postgresql.insert(_SEEN_TABLE).on_conflict_do_nothing().returning(_SEEN_TABLE.c.at),
 }
+_SEEN_MANY = {
+    "sqlite": sqlite.insert(_SEEN_TABLE)
+    .on_conflict_do_nothing()
+    .returning(_SEEN_TABLE.c.channel, _SEEN_TABLE.c.provider_id),
+    "postgresql": postgresql.insert(_SEEN_TABLE)
+    .on_conflict_do_nothing()
+    .returning(_SEEN_TABLE.c.channel, _SEEN_TABLE.c.provider_id),
+}
 _CLIENT_BY_PHONE = select(Client).where(Client.phone == bindparam("a"))
 _CLIENT_BY_TELEGRAM = select(Client).where(Client.telegram == bindparam("a"))
 # The per-client lookups, each built once for a client id: a bound parameter for the lookup on its
@@ -52,13 +68,14 @@ def _active_conversation_of(c: Any, client_id: Any) -> Any:
 
 
 def _open_alert_of(a: Any, client_id: Any) -> Any:
-    return sa_select(a).where(a.status.in_(("open", "acked")), a.client_id == client_id).order_by(a.id.desc()).limit(1)
+    open_ = _one_of(a.status, ("open", "acked"))
+    return sa_select(a).where(open_, a.client_id == client_id).order_by(a.id.desc()).limit(1)
 
 
 def _next_appointment_of(a: Any, client_id: Any) -> Any:
     return (
         sa_select(a)
-        .where(a.client_id == client_id, a.status.in_(UPCOMING), a.start > bindparam("now"))
+        .where(a.client_id == client_id, _one_of(a.status, UPCOMING), a.start > bindparam("now"))
         .order_by(a.start)
         .limit(1)
     )
@@ -215,6 +232,17 @@ def mark_seen(s: Session, channel: str, provider_id: str, at: datetime) -> bool:
     return res.first() is not None
 
 
+def mark_seen_many(s: Session, items: Sequence[tuple[str, str]], at: datetime) -> set[tuple[str, str]]:
+    """:func:`mark_seen` for a batch in one statement: the (channel, provider id) pairs that were
+    new (a pair twice in ``items`` is new once, for its first use)."""
+    if not items:
+        return set()
+    rows = [{"channel": ch, "provider_id": pid, "at": at} for ch, pid in items]
+    # executemany with RETURNING: SQLAlchemy sends it as one multi-row INSERT ("insertmanyvalues")
+    stmt = _SEEN_MANY[s.get_bind().dialect.name]
+    return {(str(ch), str(pid)) for ch, pid in s.connection().execute(stmt, rows)}
+
+
 # Deferred writes. An inbound batch (Service.handle_inbound_batch) writes what nothing reads back in
 # the same transaction (its messages, outbox rows and audit entries) together just before it
 # commits: one multi-row statement a table instead of one statement a row.
@@ -302,7 +330,7 @@ def add_outbound(s: Session, message: dict[str, Any], outbox: dict[str, Any]) ->
 def open_alert(s: Session, client_id: str | None, address: str | None = None) -> Alert | None:
     if client_id:
         return s.scalars(_OPEN_ALERT_BY_CLIENT, {"c": client_id}).first()
-    q = select(Alert).where(col(Alert.status).in_(("open", "acked")))
+    q = select(Alert).where(_one_of(col(Alert.status), ("open", "acked")))
     q = q.where(Alert.client_id == client_id) if client_id else q.where(Alert.address == address)
     return s.exec(q.order_by(col(Alert.id).desc())).first()
 
@@ -317,23 +345,35 @@ def last_lapsed_appointment(s: Session, client_id: str, since: datetime) -> Appo
         select(Appointment)
         .where(
             Appointment.client_id == client_id,
-            col(Appointment.status).in_(("missed", "cancelled")),
+            _one_of(col(Appointment.status), ("missed", "cancelled")),
             Appointment.start > since,
         )
         .order_by(col(Appointment.start).desc())
     ).first()
 
 
+_BOOKINGS = select(Appointment.start, Appointment.minutes).where(
+    _one_of(col(Appointment.status), UPCOMING),
+    Appointment.start < bindparam("end"),
+    Appointment.start > bindparam("after"),
+)
+_BOOKINGS_OF = _BOOKINGS.where(
+    or_(col(Appointment.clinician_id) == bindparam("clin"), col(Appointment.clinician_id).is_(None))
+)
+
+
 def clinician_bookings(
     s: Session, clinician_id: str | None, start: datetime, end: datetime
 ) -> list[tuple[datetime, int]]:
-    """(start, minutes) of the clinician's upcoming appointments in [start - 1 day, end)."""
-    q = select(Appointment.start, Appointment.minutes).where(
-        col(Appointment.status).in_(UPCOMING), Appointment.start < end, Appointment.start > start - timedelta(days=1)
-    )
+    """(start, minutes) of the clinician's upcoming appointments in [start - 1 day, end).
+
+    Through the session, so the changes of earlier messages in the same transaction are flushed
+    first (a slot another client just took is not offered)."""
+    params: dict[str, Any] = {"end": end, "after": start - timedelta(days=1)}
     if clinician_id is not None:
-        q = q.where(or_(col(Appointment.clinician_id) == clinician_id, col(Appointment.clinician_id).is_(None)))
-    return [(st, m) for st, m in s.exec(q)]
+        params["clin"] = clinician_id
+    q = _BOOKINGS_OF if clinician_id is not None else _BOOKINGS
+    return [(cast(datetime, st), cast(int, m)) for st, m in s.execute(q, params)]
 
 
 def pending_timers(

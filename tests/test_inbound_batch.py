@@ -189,3 +189,17 @@ def test_a_batched_context_read_sees_the_clients_own_unflushed_changes(db_url: s
     with Session(svc.db) as s:
         got = s.get(Appointment, "a1")
         assert got is not None and got.status == "cancelled"
+
+
+def test_a_batch_records_its_provider_ids_in_one_statement(db_url: str) -> None:
+    from storage import store
+
+    svc = setup(db_url)
+    with svc.unit(T0) as u:
+        assert store.mark_seen(u.s, "sms", "SMold", T0)
+    with svc.unit(T0) as u:
+        items = [("sms", "SMa"), ("sms", "SMold"), ("telegram", "SMa"), ("sms", "SMa")]
+        assert store.mark_seen_many(u.s, items, T0) == {("sms", "SMa"), ("telegram", "SMa")}
+        assert store.mark_seen_many(u.s, [], T0) == set()
+    with svc.unit(T0) as u:
+        assert not store.mark_seen(u.s, "telegram", "SMa", T0)

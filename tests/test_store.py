@@ -366,3 +366,40 @@ def test_a_periodic_job_runs_in_one_process_at_a_time(pg_url: str) -> None:
         assert again
     a.dispose()
     b.dispose()
+
+
+@pytest.mark.parametrize(
+    "cls, values",
+    [
+        (Conversation, {"client_id": "c1", "dialogue": "help", "step": "", "started_at": T0, "updated_at": T0}),
+        (Conversation, {"client_id": "c1", "dialogue": "x", "step": "s", "vars": {"a": 1}, "wait": {"expects": "y"}}),
+        (Timer, {"kind": "reminder", "client_id": "c1", "due_at": T0, "payload": {"offset": "1d"}}),
+        (Timer, {"kind": "reminder", "due_at": T0}),
+    ],
+)
+def test_new_row_is_the_constructor_without_its_cost(db, cls, values) -> None:  # type: ignore[no-untyped-def]
+    from storage.tables import new_row
+
+    made, built = new_row(cls, **values), cls(**values)
+    assert made.model_dump() == built.model_dump()
+    # defaults made per row, never shared between rows
+    if "vars" not in values and cls is Conversation:
+        assert new_row(cls, **values).vars is not made.vars
+    with Session(db) as s:
+        s.add(made)
+        s.flush()
+        made_id = made.id
+        made.client_id = "c2"  # a change after the insert is tracked as usual
+        s.commit()
+    with Session(db) as s:
+        got = s.get(cls, made_id)
+        assert got is not None
+        assert {**got.model_dump(), "client_id": None, "id": None} == {**built.model_dump(), "client_id": None}
+        assert got.client_id == "c2"
+
+
+def test_new_row_refuses_a_row_without_its_required_fields() -> None:
+    from storage.tables import new_row
+
+    with pytest.raises(TypeError, match="due_at"):
+        new_row(Timer, kind="reminder")
