@@ -17,6 +17,7 @@ without remembering to ask for it (SECURITY.md lists the controls and the tests 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -140,30 +141,41 @@ class SecurityMiddleware:
         await self.app(scope, _replay(body, tail, receive), wrapped)
 
     def _headers(self, send: Send, path: str) -> Send:
-        csp = (self.page_csp if path == "/" else STRICT_CSP).encode()
+        kind = 0 if path == "/" else 1 if path.startswith(("/api/", "/sim/")) else 2
+        defaults = self._defaults[kind]
         https = self.https
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or [])
                 names = {k.lower() for k, _v in headers}
-                defaults = [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"same-origin"),
-                    (b"content-security-policy", csp),
-                ]
-                if https:
-                    defaults.append((b"strict-transport-security", b"max-age=31536000"))
-                if path.startswith(("/api/", "/sim/")):
-                    defaults.append((b"cache-control", b"no-store"))
                 headers += [(k, v) for k, v in defaults if k not in names]
-                message["headers"] = [
-                    (k, _cookie_flags(v, https) if k.lower() == b"set-cookie" else v) for k, v in headers
-                ]
+                if b"set-cookie" in names:
+                    headers = [(k, _cookie_flags(v, https) if k.lower() == b"set-cookie" else v) for k, v in headers]
+                message["headers"] = headers
             await send(message)
 
         return wrapped
+
+    @functools.cached_property
+    def _defaults(self) -> tuple[tuple[tuple[bytes, bytes], ...], ...]:
+        """The headers every answer gets unless it set its own: for the status page, for the API and
+        the simulator (not cached), for everything else. Built once, not per request."""
+
+        def make(csp: str, no_store: bool) -> tuple[tuple[bytes, bytes], ...]:
+            out = [
+                (b"x-content-type-options", b"nosniff"),
+                (b"x-frame-options", b"DENY"),
+                (b"referrer-policy", b"same-origin"),
+                (b"content-security-policy", csp.encode()),
+            ]
+            if self.https:
+                out.append((b"strict-transport-security", b"max-age=31536000"))
+            if no_store:
+                out.append((b"cache-control", b"no-store"))
+            return tuple(out)
+
+        return (make(self.page_csp, False), make(STRICT_CSP, True), make(STRICT_CSP, False))
 
 
 def _cookie_flags(value: bytes, https: bool) -> bytes:
