@@ -155,6 +155,9 @@ BLIND_SETS = (
     "blindset105.jsonl",
     "blindset106.jsonl",
     "blindset107.jsonl",
+    "blindset108.jsonl",
+    "blindset109.jsonl",
+    "blindset110.jsonl",
 )
 TRAIN_SETS = (
     "devset.jsonl",

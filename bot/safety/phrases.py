@@ -412,6 +412,9 @@ CONCEPT_RULES: tuple[tuple[str, tuple[str, ...], int, str, str, str], ...] = (
     ("other_decided", ("DECIDED_GONE",), 0, "high", "other", "other"),
     # a past statement at a distance and how the person is now: not a crisis (see detector)
     ("recovered", ("PAST_FAR", "NOW_OK"), 30, "none", "recovered", "self"),
+    # self-harm cuts getting worse, or dressed alone ("preciso falar dos cortes, tá piorando e tive q
+    # fazer curativo sozinha"); a budget's or a haircut's cuts are blanked as idioms
+    ("cuts_worse", ("CUTS_WORSE", "CUTS<"), 8, "moderate", "self_harm", "self"),
 )
 # Families whose words do not count right after a negation ("nao quero", "I don't want"): NEG
 # just before, or NEG and one NEG_BRIDGE word ("nao to pensando", "I don't really want").

@@ -290,6 +290,37 @@ CASES: list[tuple[str, str | None, bool, str | None]] = [
     ("falei que tô triste, não que quero sumir kkk pode ficar tranquila, to segura", "pt_BR", False, None),
     ("falei que tô triste, não que quero sumir... mas na verdade quero sim", "pt_BR", True, "self"),
     ("not having thoughts that id be better off dead, i KNOW i would be", "en", True, "self"),
+    # round 60: a screening answer of "no" is a denial, unless the question was about living or the answer turns
+    ("a ficha perguntou se eu já pensei em me matar, respondi q não e é verdade", "pt_BR", False, None),
+    ("ela perguntou se eu pensava em me matar e eu disse que não, mas na verdade penso sim", "pt_BR", True, "self"),
+    ("she asked if i wanted to live and i said no", "en", True, "self"),
+    ("a psicóloga perguntou se eu queria viver e eu disse que não", "pt_BR", True, "self"),
+    ("me preguntó si todavía tenía ganas de vivir, le dije que no", "es", True, "self"),
+    ("no es que quiera matarme, pero a veces lo pienso", "es", True, "self"),
+    ("no es q quiera suicidarme ni nada, solo estoy quemada del trabajo", "es", False, None),
+    ("não que eu queira me matar né... mas às vezes penso", "pt_BR", True, "self"),
+    # a chore "one more time" is no wish to die; living or waking up "again" is (round 60)
+    ("if I have to fill out that intake form one more time I'm gonna die", "en", False, None),
+    ("if i have to live one more day like this i'm gonna kill myself", "en", True, "self"),
+    ("if i have to wake up again i'm gonna die", "en", True, "self"),
+    # "me quiero matar jaja" over a wallet; not over a person lost, not when it turns serious (round 60)
+    ("qué boluda, me olvidé la billetera en casa, me quiero matar jaja", "es", False, None),
+    ("perdí a mi hijo hace un mes, me quiero matar jaja", "es", True, "self"),
+    ("me olvidé la billetera, me quiero matar jaja pero en serio ya no puedo más", "es", True, "self"),
+    # someone else's suicide long ago told as grief; wanting to follow them is not (round 60)
+    ("mi amiga se suicidó el año pasado, hoy es su cumple y está difícil", "es", False, None),
+    ("meu irmão se suicidou ano passado e eu quero ir junto com ele", "pt_BR", True, "self"),
+    # past and well now; a number after "in" is a year only when it is one (round 60)
+    ("When I got laid off in 2009 I took an overdose. This time I'm sad, but I'm safe", "en", False, None),
+    ("in 20 minutes i'm taking all the pills. i'm safe from everyone then", "en", True, "self"),
+    ("em 20 minutos vou tomar todos os comprimidos. hoje to bem com isso", "pt_BR", True, "self"),
+    # cuts getting worse, dressed alone; a budget's cuts are not (round 60)
+    ("preciso falar dos cortes, tá piorando e tive q fazer curativo sozinha", "pt_BR", True, "self"),
+    ("os cortes de verba tão piorando tudo no hospital", "pt_BR", False, None),
+    ("the budget cuts are getting worse at work", "en", False, None),
+    # a place "high enough", said without a purpose (round 60)
+    ("i was driving around looking for a spot high enough. found one", "en", True, "self"),
+    ("we were looking for a spot high enough to see the fireworks", "en", False, None),
     # every language, whatever lang says
     ("me quiero morir", "en", True, "self"),
     ("I want to die", "pt_BR", True, "self"),
