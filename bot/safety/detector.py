@@ -620,14 +620,11 @@ def floor(c: _Compiled, text: str) -> Floor:
     cc = c.concepts
     # once the sender's own phrase matched, only "recovered" can change the verdict
     if mask & (cc.recovered_bits if own else cc.gate_bits):
-        key = mask if not own else -mask
-        cached = cc.gate_cache.get(key)
-        if cached is None:
-            cached = concept_gate(cc, mask, not own)
-            if len(cc.gate_cache) >= _WORD_CACHE_MAX:
-                cc.gate_cache.clear()
-            cc.gate_cache[key] = cached
-        gate, needed = cached
+        gate, needed = _gate(cc, mask, own)
+        if gate:
+            # the second look, only for the messages the first let through
+            mask = _refined(cc, words) & mask
+            gate, needed = _gate(cc, mask, own) if mask else (0, 0)
     else:
         gate = needed = 0
     pending = 0
@@ -831,6 +828,9 @@ class _CEntry:
     key: tuple[int, str]  # (lang, family)
     single: bool  # one plain token: matched once the index finds it
     negatable: bool  # family in CONCEPT_NEGATABLE
+    # The entry's own bit for the gate's second look (0: none, its anchor alone counts): set in a
+    # message's masks when the anchor is there and when a word for its "second" token is
+    second_bit: int = 0
 
 
 @dataclass(frozen=True)
@@ -871,8 +871,16 @@ class _Concepts:
     rule_masks: dict[int, tuple[int, ...]]
     recovered_masks: tuple[int, ...]
     recovered_bits: int  # the first families of the recovered masks
+    # The gate's second look (:func:`_refined`): words that can stand for an entry's second token
+    # (exactly, by prefix, with a typo, as a number), as masks of entry bits; an entry bit's family
+    second_exact: dict[str, int] = field(default_factory=dict)
+    second_prefix: dict[str, int] = field(default_factory=dict)
+    second_prefix_lens: tuple[int, ...] = ()
+    second_numbers: int = 0
+    second_family: tuple[int, ...] = ()
     cache: dict[str, tuple[tuple[_CEntry, ...], int]] = field(default_factory=dict)  # word -> (entries, mask)
     gate_cache: dict[int, tuple[int, int]] = field(default_factory=dict)  # family mask -> concept_gate()
+    refine_cache: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # word -> _refine_word()
 
 
 def _anchor_rank(tok: tuple[ConceptToken, ...]) -> tuple[int, int]:
@@ -888,6 +896,8 @@ def build_concepts(data: Sequence[LangData], known: frozenset[str]) -> _Concepts
     bits: dict[tuple[int, str], int] = {}
     rule_masks: dict[int, list[int]] = {}
     recovered_masks: list[int] = []
+    second_family: list[int] = []  # entry bit (by position) -> its family's bit
+    seconds: list[tuple[tuple[ConceptToken, ...], int]] = []  # (second token, entry bit)
     for li, ld in enumerate(data):
         fams = ld.concepts
         by_id = {p.id: p for p in ld.concept_phrases}
@@ -930,7 +940,17 @@ def build_concepts(data: Sequence[LangData], known: frozenset[str]) -> _Concepts
                 anchor = min(range(len(seq)), key=lambda j, seq=seq: _anchor_rank(seq[j]))  # type: ignore[misc]
                 bit = bits.setdefault((li, fam), 1 << len(bits))
                 single = len(seq) == 1 and seq[0][0][0] != "$"
-                entries.append(_CEntry(li, fam, seq, anchor, bit, (li, fam), single, fam in CONCEPT_NEGATABLE))
+                # the rarest other token ("$" stands for no word) is the gate's second look
+                rest = [j for j in range(len(seq)) if j != anchor and seq[j][0][0] != "$"]
+                second = min(rest, key=lambda j, seq=seq: _anchor_rank(seq[j])) if rest else -1  # type: ignore[misc]
+                sbit = 0
+                if second >= 0:
+                    sbit = 1 << len(second_family)
+                    second_family.append(bit)
+                    seconds.append((seq[second], sbit))
+                entries.append(
+                    _CEntry(li, fam, seq, anchor, bit, (li, fam), single, fam in CONCEPT_NEGATABLE, sbit)
+                )
         for r in rules:
             m = bits[li, r.first]
             for f, _ in r.others:
@@ -964,6 +984,21 @@ def build_concepts(data: Sequence[LangData], known: frozenset[str]) -> _Concepts
     def frozen(d: dict[str, list[int]]) -> dict[str, tuple[int, ...]]:
         return {k: tuple(dict.fromkeys(v)) for k, v in d.items()}
 
+    # what _token_ok accepts for each second token, indexed by word and by prefix
+    sexact: dict[str, int] = {}
+    sprefix: dict[str, int] = {}
+    snumbers = 0
+    for tok, sbit in seconds:
+        for kind, w in tok:
+            if kind == "#":
+                snumbers |= sbit
+                continue
+            target = sprefix if kind == "p" else sexact
+            target[w] = target.get(w, 0) | sbit
+            if len(w) >= _FUZZY_MIN:
+                for v in variants[w, kind == "p"]:
+                    target[v] = target.get(v, 0) | sbit
+
     return _Concepts(
         langs=tuple(langs),
         entries=tuple(entries),
@@ -980,6 +1015,11 @@ def build_concepts(data: Sequence[LangData], known: frozenset[str]) -> _Concepts
         rule_masks={k: tuple(v) for k, v in rule_masks.items()},
         recovered_masks=tuple(recovered_masks),
         recovered_bits=_first_bits(data, bits),
+        second_exact=sexact,
+        second_prefix=sprefix,
+        second_prefix_lens=tuple(sorted({len(k) for k in sprefix})),
+        second_numbers=snumbers,
+        second_family=tuple(second_family),
     )
 
 
@@ -1079,6 +1119,68 @@ def _entry_at(cc: _Concepts, e: _CEntry, toks: list[str], at: int, cl: _CLang) -
             return -1, -1
         pos = k - 1
     return pos + 1, end
+
+
+def _refine_word(cc: _Concepts, w: str) -> tuple[int, int, int]:
+    """For the gate's second look: the families ``w`` anchors by itself (entries without a second
+    token), the entries it anchors that have one, and the entries whose second token it can be."""
+    direct = anchored = 0
+    for e in _concept_word(cc, w)[0]:
+        if e.second_bit:
+            anchored |= e.second_bit
+        else:
+            direct |= e.bit
+    seconds = cc.second_exact.get(w, 0)
+    n = len(w)
+    for k in cc.second_prefix_lens:
+        if k > n:
+            break
+        seconds |= cc.second_prefix.get(w[:k], 0)
+    if w.isdigit():
+        seconds |= cc.second_numbers
+    out = (direct, anchored, seconds)
+    if len(cc.refine_cache) >= _WORD_CACHE_MAX:
+        cc.refine_cache.clear()
+    cc.refine_cache[w] = out
+    return out
+
+
+def _refined(cc: _Concepts, words: Iterable[str]) -> int:
+    """The families some entry of which has both its anchor and a word for its second token in the
+    message (or, without a second token, its anchor): the gate's second look.
+
+    The first look (a family's anchor words) lets about half of all ordinary replies through,
+    because many entries anchor on a common word ("last" in "last time you'll hear from me", "aqui"
+    in "por que sigo aqui"); asking for a second word of the entry as well stops most of them
+    before the matcher. It can only narrow the first look: every entry that can match has both."""
+    direct = anchored = seconds = 0
+    cache = cc.refine_cache
+    for w in words:
+        r = cache.get(w)
+        if r is None:
+            r = _refine_word(cc, w)
+        direct |= r[0]
+        anchored |= r[1]
+        seconds |= r[2]
+    both = anchored & seconds
+    fams = cc.second_family
+    while both:
+        low = both & -both
+        direct |= fams[low.bit_length() - 1]
+        both ^= low
+    return direct
+
+
+def _gate(cc: _Concepts, mask: int, own: bool) -> tuple[int, int]:
+    """:func:`concept_gate` through its cache (after the sender's own phrase: "recovered" only)."""
+    key = mask if not own else -mask
+    cached = cc.gate_cache.get(key)
+    if cached is None:
+        cached = concept_gate(cc, mask, not own)
+        if len(cc.gate_cache) >= _WORD_CACHE_MAX:
+            cc.gate_cache.clear()
+        cc.gate_cache[key] = cached
+    return cached
 
 
 def concept_gate(cc: _Concepts, mask: int, rules: bool = True) -> tuple[int, int]:

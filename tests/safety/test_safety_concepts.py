@@ -266,3 +266,42 @@ def test_gate_skips_ordinary_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == []
     det.scan_with(c, "qeuro morrer")  # a typo the phrases do not list
     assert calls
+
+
+
+def test_the_gates_second_look_only_narrows() -> None:
+    """The gate's second look (an entry's anchor *and* a word for its second token, typos and
+    prefixes as the matcher reads them) keeps every family that has an entry matching somewhere
+    in the message, on every labelled message; and most ordinary replies the first look lets
+    through stop there."""
+    import json
+    from pathlib import Path
+
+    c = det.compiled()
+    cc = c.concepts
+    here = Path(__file__).parent
+    rows = [
+        json.loads(line)
+        for f in sorted(here.glob("*.jsonl"))
+        for line in f.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    assert len(rows) > 30_000
+    first = second = matched = 0
+    for row in rows:
+        text = row["text"]
+        _norm, words, _active, mask = det.prepared(c, text)
+        if not (mask & cc.gate_bits and det.concept_gate(cc, mask)[0]):
+            continue
+        refined = det._refined(cc, words) & mask
+        if row.get("category") in ("appointment", "fine", "feedback"):
+            first += 1
+            second += bool(refined and det.concept_gate(cc, refined)[0])
+        for i, w in enumerate(words):
+            for e in det._concept_word(cc, w)[0]:
+                if e.single or det._entry_at(cc, e, words, i, cc.langs[e.lang])[0] >= 0:
+                    matched += 1
+                    assert e.bit & refined, (text, e.family, e.tokens)
+    assert matched > 10_000
+    # ordinary replies: of those the first look let through, a small share go on
+    assert first > 1_000 and second < first / 5, (first, second)
