@@ -780,8 +780,9 @@ def _hint(lang: str | None) -> str | None:
 # SELF_HARM, ... and first-person WANT, GOT, AT ...) combined by the rules of
 # phrases.CONCEPT_RULES when they occur within a few words of each other, on the text the phrase
 # matcher saw (idioms, negations and concern-for-someone-else already blanked). Stems and words
-# of five letters or more also match with one typo. Only messages with a word that can start a
-# rule's first family (a "gate") run it.
+# of five letters or more also match with one typo. Only messages in which every family of some
+# rule has a word that can anchor one of its entries (the "gate"), and then, for some entry of
+# each, a word for its second token too (the gate's second look, _refined), run it.
 
 _KEYBOARD = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _KEY_POS = {ch: (r, c + 0.5 * r) for r, row in enumerate(_KEYBOARD) for c, ch in enumerate(row)}
@@ -1155,13 +1156,17 @@ def _refined(cc: _Concepts, words: Iterable[str]) -> int:
     before the matcher. It can only narrow the first look: every entry that can match has both."""
     direct = anchored = seconds = 0
     cache = cc.refine_cache
+    # the masks are thousands of bits wide: OR only those that are not empty
     for w in words:
         r = cache.get(w)
         if r is None:
             r = _refine_word(cc, w)
-        direct |= r[0]
-        anchored |= r[1]
-        seconds |= r[2]
+        if r[0]:
+            direct |= r[0]
+        if r[1]:
+            anchored |= r[1]
+        if r[2]:
+            seconds |= r[2]
     both = anchored & seconds
     fams = cc.second_family
     while both:
