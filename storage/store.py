@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, exists, func, insert, literal_column, or_, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -373,7 +374,37 @@ def clinician_bookings(
     if clinician_id is not None:
         params["clin"] = clinician_id
     q = _BOOKINGS_OF if clinician_id is not None else _BOOKINGS
-    return [(cast(datetime, st), cast(int, m)) for st, m in s.execute(q, params)]
+    if _bookings_pending(s):
+        rows = list(s.execute(q, params))
+    else:
+        # nothing unflushed can change what this reads (in an inbound batch, the earlier messages'
+        # confirmations): their flush waits for the commit
+        with s.no_autoflush:
+            rows = list(s.execute(q, params))
+    return [(cast(datetime, st), cast(int, m)) for st, m in rows]
+
+
+_BOOKING_FIELDS = ("start", "minutes", "clinician_id")
+
+
+def _bookings_pending(s: Session) -> bool:
+    """Does the session hold an unflushed change to which appointments are booked when: a new or
+    deleted appointment, a moved one, or one whose status went in or out of UPCOMING?"""
+    if any(isinstance(o, Appointment) for o in (*s.new, *s.deleted)):
+        return True
+    for o in s.dirty:
+        if not isinstance(o, Appointment):
+            continue
+        attrs = sa_inspect(o).attrs
+        if any(attrs[k].history.has_changes() for k in _BOOKING_FIELDS):
+            return True
+        h = attrs.status.history
+        if h.has_changes():
+            before = h.deleted[0] if h.deleted else None
+            after = h.added[0] if h.added else None
+            if before is None or after is None or (before in UPCOMING) != (after in UPCOMING):
+                return True
+    return False
 
 
 def pending_timers(

@@ -32,7 +32,7 @@ CFG = parse_config(
         ],
     }
 )
-PHONES = [f"+1212555{1000 + i:04d}" for i in range(4)]
+PHONES = [f"+1212555{1000 + i:04d}" for i in range(5)]
 
 # (sender index, text): several clients, one of them writing twice, a crisis, a duplicate id,
 # an unknown sender, a message from the on-call person, and the crisis sender writing again.
@@ -52,6 +52,9 @@ MESSAGES: list[tuple[str, str, str | None]] = [
     (PHONES[1], "1", "SM9"),
     (PHONES[1], "what time is my appointment?", "SM10"),
     (PHONES[0], "I need to cancel my appointment", "SM11"),
+    # asks for the afternoon another client's reply took a slot of, earlier in the same batch: that
+    # slot is not offered (the move is flushed before the bookings are read; confirmations are not)
+    (PHONES[4], "can we move it to friday afternoon?", "SM12"),
 ]
 
 
@@ -95,7 +98,7 @@ def inbound(i: int) -> tuple[Inbound, datetime]:
     return Inbound("sms", text, address=sender, provider_id=sid), T0 + timedelta(seconds=i)
 
 
-@pytest.mark.parametrize("split", [[12], [3, 9], [5, 7], [1] * 12])
+@pytest.mark.parametrize("split", [[13], [3, 10], [5, 8], [1] * 13])
 def test_a_batch_does_what_one_by_one_does(db_url: str, tmp_path: Any, split: list[int]) -> None:
     one = setup(f"sqlite:///{tmp_path / 'one.db'}")
     singles = [one.handle_inbound(*inbound(i)) for i in range(len(MESSAGES))]
@@ -203,3 +206,24 @@ def test_a_batch_records_its_provider_ids_in_one_statement(db_url: str) -> None:
         assert store.mark_seen_many(u.s, [], T0) == set()
     with svc.unit(T0) as u:
         assert not store.mark_seen(u.s, "telegram", "SMa", T0)
+
+
+def test_the_slot_search_sees_unflushed_moves_and_leaves_confirmations_pending(db_url: str) -> None:
+    from storage import store
+
+    svc = setup(db_url)
+    moved_to = T0 + timedelta(days=3, hours=2)
+    with svc.unit(T0) as u:
+        u.batched = True
+        a1, a2 = u.s.get(Appointment, "a1"), u.s.get(Appointment, "a2")
+        assert a1 is not None and a2 is not None
+        a2.confirmed = True
+        a2.status = "confirmed"  # still booked: nothing to flush for the slot search
+        before = store.clinician_bookings(u.s, "rivera", T0, T0 + timedelta(days=14))
+        assert a2 in u.s.dirty and len(before) == len(PHONES)
+        a1.start = moved_to  # another client's move in the same batch: flushed first
+        starts = [st for st, _m in store.clinician_bookings(u.s, "rivera", T0, T0 + timedelta(days=14))]
+        assert moved_to in starts and a1 not in u.s.dirty and a2 not in u.s.dirty
+        a2.status = "cancelled"  # out of the booked statuses: flushed first, its slot is free
+        after = store.clinician_bookings(u.s, "rivera", T0, T0 + timedelta(days=14))
+        assert len(after) == len(PHONES) - 1
