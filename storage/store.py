@@ -49,16 +49,8 @@ _CONVERSATION_COLUMNS = tuple(c.name for c in table_of(Conversation).c if c.name
 # RETURNING, not rowcount: psycopg reports -1 for an INSERT that did nothing.
 _SEEN_TABLE = table_of(InboundSeen)
 _SEEN = {
-    "sqlite": sqlite.insert(_SEEN_TABLE).on_conflict_do_nothing().returning(_SEEN_TABLE.c.at),
-    "postgresql": postgresql.insert(_SEEN_TABLE).on_conflict_do_nothing().returning(_SEEN_TABLE.c.at),
-}
-_SEEN_MANY = {
-    "sqlite": sqlite.insert(_SEEN_TABLE)
-    .on_conflict_do_nothing()
-    .returning(_SEEN_TABLE.c.channel, _SEEN_TABLE.c.provider_id),
-    "postgresql": postgresql.insert(_SEEN_TABLE)
-    .on_conflict_do_nothing()
-    .returning(_SEEN_TABLE.c.channel, _SEEN_TABLE.c.provider_id),
+    name: ins(_SEEN_TABLE).on_conflict_do_nothing().returning(_SEEN_TABLE.c.channel, _SEEN_TABLE.c.provider_id)
+    for name, ins in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
 }
 _CLIENT_BY_PHONE = select(Client).where(Client.phone == bindparam("a"))
 _CLIENT_BY_TELEGRAM = select(Client).where(Client.telegram == bindparam("a"))
@@ -240,7 +232,7 @@ def mark_seen_many(s: Session, items: Sequence[tuple[str, str]], at: datetime) -
         return set()
     rows = [{"channel": ch, "provider_id": pid, "at": at} for ch, pid in items]
     # executemany with RETURNING: SQLAlchemy sends it as one multi-row INSERT ("insertmanyvalues")
-    stmt = _SEEN_MANY[s.get_bind().dialect.name]
+    stmt = _SEEN[s.get_bind().dialect.name]
     return {(str(ch), str(pid)) for ch, pid in s.connection().execute(stmt, rows)}
 
 
@@ -368,8 +360,8 @@ def clinician_bookings(
 ) -> list[tuple[datetime, int]]:
     """(start, minutes) of the clinician's upcoming appointments in [start - 1 day, end).
 
-    Through the session, so the changes of earlier messages in the same transaction are flushed
-    first (a slot another client just took is not offered)."""
+    Unflushed changes that can alter the bookings (earlier messages of the same transaction: a
+    slot another client just took) are flushed first, so they are not offered; others wait."""
     params: dict[str, Any] = {"end": end, "after": start - timedelta(days=1)}
     if clinician_id is not None:
         params["clin"] = clinician_id

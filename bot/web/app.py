@@ -122,8 +122,7 @@ class FastPaths:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            path, root = scope["path"], scope.get("root_path", "")
-            endpoint = self.routes.get(path[len(root) :] if root and path.startswith(root) else path)
+            endpoint = self.routes.get(scope["path"])
             if endpoint is not None:
                 response = await endpoint(Request(scope, receive))
                 await response(scope, receive, send)

@@ -17,7 +17,6 @@ without remembering to ask for it (SECURITY.md lists the controls and the tests 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import ipaddress
@@ -119,6 +118,13 @@ class SecurityMiddleware:
         self.https = https
         self.metrics_token = metrics_token
         self.page_csp = page_csp()
+        # The headers every answer gets unless it set its own, built once: for the status page,
+        # for the API and the simulator (not cached), for everything else.
+        self.defaults = (
+            self._default_headers(self.page_csp, no_store=False),
+            self._default_headers(STRICT_CSP, no_store=True),
+            self._default_headers(STRICT_CSP, no_store=False),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,7 +148,7 @@ class SecurityMiddleware:
 
     def _headers(self, send: Send, path: str) -> Send:
         kind = 0 if path == "/" else 1 if path.startswith(("/api/", "/sim/")) else 2
-        defaults = self._defaults[kind]
+        defaults = self.defaults[kind]
         https = self.https
 
         async def wrapped(message: Message) -> None:
@@ -157,25 +163,18 @@ class SecurityMiddleware:
 
         return wrapped
 
-    @functools.cached_property
-    def _defaults(self) -> tuple[tuple[tuple[bytes, bytes], ...], ...]:
-        """The headers every answer gets unless it set its own: for the status page, for the API and
-        the simulator (not cached), for everything else. Built once, not per request."""
-
-        def make(csp: str, no_store: bool) -> tuple[tuple[bytes, bytes], ...]:
-            out = [
-                (b"x-content-type-options", b"nosniff"),
-                (b"x-frame-options", b"DENY"),
-                (b"referrer-policy", b"same-origin"),
-                (b"content-security-policy", csp.encode()),
-            ]
-            if self.https:
-                out.append((b"strict-transport-security", b"max-age=31536000"))
-            if no_store:
-                out.append((b"cache-control", b"no-store"))
-            return tuple(out)
-
-        return (make(self.page_csp, False), make(STRICT_CSP, True), make(STRICT_CSP, False))
+    def _default_headers(self, csp: str, *, no_store: bool) -> tuple[tuple[bytes, bytes], ...]:
+        out = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"same-origin"),
+            (b"content-security-policy", csp.encode()),
+        ]
+        if self.https:
+            out.append((b"strict-transport-security", b"max-age=31536000"))
+        if no_store:
+            out.append((b"cache-control", b"no-store"))
+        return tuple(out)
 
 
 def _cookie_flags(value: bytes, https: bool) -> bytes:

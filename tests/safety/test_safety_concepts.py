@@ -268,7 +268,6 @@ def test_gate_skips_ordinary_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls
 
 
-
 def test_the_gates_second_look_only_narrows() -> None:
     """The gate's second look (an entry's anchor *and* a word for its second token, typos and
     prefixes as the matcher reads them) keeps every family that has an entry matching somewhere
