@@ -68,30 +68,30 @@ def make_engine(url: str, **kw: Any) -> Engine:
         # PostgreSQL text cannot hold NUL (SQLite can): a NUL in an SMS or a Telegram message would
         # fail the whole transaction, crisis scan included. It carries no meaning: store U+FFFD.
         # Every statement passes here, so the common case (no NUL anywhere) is one cheap scan.
-        if _has_nul(parameters):
-            parameters = _without_nul(parameters)
+        if has_nul(parameters):
+            parameters = without_nul(parameters)
         return statement, parameters
 
     return eng
 
 
-def _has_nul(value: Any) -> bool:
+def has_nul(value: Any) -> bool:
     if isinstance(value, dict):
-        return any(_has_nul(v) for v in value.values() if not isinstance(v, (int, float, bool, type(None))))
+        return any(has_nul(v) for v in value.values() if not isinstance(v, (int, float, bool, type(None))))
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, (list, tuple)):
-        return any(_has_nul(v) for v in value)
+        return any(has_nul(v) for v in value)
     return False
 
 
-def _without_nul(value: Any) -> Any:
+def without_nul(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd") if "\x00" in value else value
     if isinstance(value, dict):
-        return {k: _without_nul(v) for k, v in value.items()}
+        return {k: without_nul(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_without_nul(v) for v in value)
+        return type(value)(without_nul(v) for v in value)
     return value
 
 

@@ -13,11 +13,12 @@ from sqlalchemy import Table, bindparam, exists, func, insert, literal_column, o
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import aliased
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import aliased, class_mapper, make_transient_to_detached
 from sqlmodel import Session, col, select
 
 from storage.admin_tables import Takeover
+from storage.hot import Hot
 from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, InboundSeen, Message, Outbox, Timer
 
 UPCOMING = ("scheduled", "confirmed", "reschedule_requested", "rescheduled")
@@ -55,19 +56,21 @@ _SEEN = {
 _CLIENT_BY_PHONE = select(Client).where(Client.phone == bindparam("a"))
 _CLIENT_BY_TELEGRAM = select(Client).where(Client.telegram == bindparam("a"))
 # The per-client lookups, each built once for a client id: a bound parameter for the lookup on its
-# own, the client row's id inside the one-statement context below.
-def _active_conversation_of(c: Any, client_id: Any) -> Any:
-    return sa_select(c).where(c.client_id == client_id, c.active == True).order_by(c.id.desc()).limit(1)  # noqa: E712
+# own, the client row's id inside the one-statement context below. ``c`` is a model, an alias of
+# one, or a table's columns (``table.c``); ``what`` is what to select (default: the row itself).
+def _active_conversation_of(c: Any, client_id: Any, *what: Any) -> Any:
+    q = sa_select(*(what or (c,)))
+    return q.where(c.client_id == client_id, c.active == True).order_by(c.id.desc()).limit(1)  # noqa: E712
 
 
-def _open_alert_of(a: Any, client_id: Any) -> Any:
+def _open_alert_of(a: Any, client_id: Any, *what: Any) -> Any:
     open_ = _one_of(a.status, ("open", "acked"))
-    return sa_select(a).where(open_, a.client_id == client_id).order_by(a.id.desc()).limit(1)
+    return sa_select(*(what or (a,))).where(open_, a.client_id == client_id).order_by(a.id.desc()).limit(1)
 
 
-def _next_appointment_of(a: Any, client_id: Any) -> Any:
+def _next_appointment_of(a: Any, client_id: Any, *what: Any) -> Any:
     return (
-        sa_select(a)
+        sa_select(*(what or (a,)))
         .where(a.client_id == client_id, _one_of(a.status, UPCOMING), a.start > bindparam("now"))
         .order_by(a.start)
         .limit(1)
@@ -86,18 +89,18 @@ _CONTEXT = (
         Client,
         Conversation,
         Appointment,
-        _open_alert_of(_AL2, Client.id).with_only_columns(_AL2.id).scalar_subquery(),
+        _open_alert_of(_AL2, Client.id, _AL2.id).scalar_subquery(),
         exists().where(col(Takeover.client_id) == Client.id),
     )
     .select_from(Client)
     .outerjoin(
         Conversation,
         col(Conversation.id)
-        == _active_conversation_of(_C2, Client.id).with_only_columns(_C2.id).scalar_subquery(),
+        == _active_conversation_of(_C2, Client.id, _C2.id).scalar_subquery(),
     )
     .outerjoin(
         Appointment,
-        col(Appointment.id) == _next_appointment_of(_A2, Client.id).with_only_columns(_A2.id).scalar_subquery(),
+        col(Appointment.id) == _next_appointment_of(_A2, Client.id, _A2.id).scalar_subquery(),
     )
 )
 _CONTEXT_BY = {
@@ -182,15 +185,78 @@ def active_conversation(s: Session, client_id: str) -> Conversation | None:
     return s.scalars(_ACTIVE_CONVERSATION, {"c": client_id}).first()
 
 
+# The same statement over plain columns, run on the cursor (storage.hot): the client's, the
+# conversation's and the appointment's columns in table order, then the alert id and the takeover.
+_CT, _VT, _AT = table_of(Client), table_of(Conversation), table_of(Appointment)
+_C3, _A3, _AL3 = _VT.alias(), _AT.alias(), table_of(Alert).alias()
+_CONTEXT_COLUMNS = (
+    sa_select(
+        *_CT.c,
+        *_VT.c,
+        *_AT.c,
+        _open_alert_of(_AL3.c, _CT.c.id, _AL3.c.id).scalar_subquery(),
+        exists().where(table_of(Takeover).c.client_id == _CT.c.id),
+    )
+    .select_from(_CT)
+    .outerjoin(_VT, _VT.c.id == _active_conversation_of(_C3.c, _CT.c.id, _C3.c.id).scalar_subquery())
+    .outerjoin(_AT, _AT.c.id == _next_appointment_of(_A3.c, _CT.c.id, _A3.c.id).scalar_subquery())
+)
+_CONTEXT_HOT = {
+    "phone": Hot(_CONTEXT_COLUMNS.where(_CT.c.phone == bindparam("a")), ("a", "now")),
+    "telegram": Hot(_CONTEXT_COLUMNS.where(_CT.c.telegram == bindparam("a")), ("a", "now")),
+    "id": Hot(_CONTEXT_COLUMNS.where(_CT.c.id == bindparam("a")), ("a", "now")),
+}
+_ENTITIES = tuple(
+    (class_mapper(cls), tuple(c.key for c in table_of(cls).c)) for cls in (Client, Conversation, Appointment)
+)
+
+
+def _attached(s: Session, row: tuple[Any, ...]) -> list[Any] | None:
+    """The row's client, conversation and appointment as the session's persistent objects, as if
+    the ORM had loaded them; None when one of them is in the session already (the ORM then decides
+    whose values win, as it does for any query)."""
+    out: list[Any] = []
+    i = 0
+    made = []
+    for mapper, names in _ENTITIES:
+        values = row[i : i + len(names)]
+        i += len(names)
+        if values[0] is None:  # no conversation / no appointment (an outer join's empty side)
+            out.append(None)
+            continue
+        if mapper.identity_key_from_primary_key((values[0],)) in s.identity_map:
+            return None
+        obj = mapper.class_manager.new_instance()
+        obj.__dict__.update(zip(names, values, strict=True))
+        made.append(obj)
+        out.append(obj)
+    for obj in made:
+        make_transient_to_detached(obj)  # committed state = these values: later changes are tracked
+        s.add(obj)
+    return out
+
+
 def inbound_context(s: Session, now: datetime, *, client_id: str | None = None,
                     channel: str = "", address: str = "") -> InboundContext | None:
     """What handling an inbound message reads, in one statement (see _CONTEXT); by the client's id
-    (re-read: use it after taking the client's lock) or by channel and address."""
-    if client_id is not None:
-        q, key = _CONTEXT_BY["id"], client_id
-    else:
-        q, key = _CONTEXT_BY["telegram" if channel == "telegram" else "phone"], address
-    row = s.execute(q, {"a": key, "now": now}).first()
+    (re-read: use it after taking the client's lock) or by channel and address.
+
+    The statement runs on the cursor (storage.hot) and its rows become the session's objects
+    directly, unless one of them is in the session already: then the ORM reads it, so an object
+    the unit holds is never silently replaced."""
+    kind = "id" if client_id is not None else "telegram" if channel == "telegram" else "phone"
+    key = client_id if client_id is not None else address
+    if s.autoflush:  # what the ORM's query would have done first
+        s.flush()
+    rows = _CONTEXT_HOT[kind].rows(s.connection(), {"a": key, "now": now})
+    if not rows:
+        return None
+    n = sum(len(names) for _, names in _ENTITIES)
+    objs = _attached(s, rows[0])
+    if objs is not None:
+        alert_id, taken = rows[0][n], rows[0][n + 1]
+        return InboundContext(objs[0], objs[1], objs[2], alert_id, bool(taken))
+    row = s.execute(_CONTEXT_BY[kind], {"a": key, "now": now}).first()
     if row is None:
         return None
     client, conv, appt, alert_id, taken = cast(
@@ -271,12 +337,30 @@ def flush_deferred(s: Session) -> None:
         c.execute(_INSERT_AUDIT, d.audit)
     if d.outbound:
         for pairs in _by_shape(d.outbound, key=lambda p: p[0]):
-            ids: list[int] = list(c.execute(_INSERT_MESSAGE_IDS, [m for m, _ in pairs]).scalars())
+            ids = _insert_messages_with_ids(c, [m for m, _ in pairs])
             c.execute(_INSERT_OUTBOX, [{**o, "message_id": i} for (_, o), i in zip(pairs, ids, strict=True)])
     d.messages.clear()
     d.audit.clear()
     d.outbound.clear()
     d.conversations.clear()
+
+
+_MAX_MESSAGE_ID = sa_select(func.max(table_of(Message).c.id))
+
+
+def _insert_messages_with_ids(c: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert messages and give their ids, in order.
+
+    PostgreSQL: one multi-row ``INSERT … RETURNING``. SQLite cannot promise RETURNING's order, so
+    SQLAlchemy would send one statement a row; but a SQLite write transaction holds the database's
+    only write lock from its BEGIN IMMEDIATE (storage.db), so the ids SQLite itself would pick next
+    (one past the largest) are ours to give, in one statement."""
+    if c.dialect.name != "sqlite":
+        return list(c.execute(_INSERT_MESSAGE_IDS, rows).scalars())
+    first = (c.execute(_MAX_MESSAGE_ID).scalar() or 0) + 1
+    ids = list(range(first, first + len(rows)))
+    c.execute(_INSERT_MESSAGE, [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+    return ids
 
 
 def _by_shape(rows: list[Any], key: Any = lambda r: r) -> list[list[Any]]:

@@ -101,7 +101,7 @@ def send_once(s: TwilioSender, out: Outbound) -> SendResult:
     return asyncio.run(go())
 
 
-# The worker sends on the event loop (twilio's async interface over aiohttp); the simulator and the
+# The worker sends on the event loop (twilio's async interface over channels/http1.py); the simulator and the
 # synchronous drain use the blocking client. Both must read the provider the same way.
 @pytest.mark.parametrize(
     "planned, ok, retry, opted_out",
