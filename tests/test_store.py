@@ -152,6 +152,70 @@ def test_inbound_context_is_what_the_separate_lookups_give(db) -> None:  # type:
         assert store.client_id_by_address(s, "telegram", "901") == "c1"
 
 
+def _columns(obj: object) -> dict[str, object]:
+    return {c.key: getattr(obj, c.key) for c in store.table_of(type(obj)).c}
+
+
+def test_the_context_read_on_the_cursor_loads_what_the_orm_loads(db) -> None:  # type: ignore[no-untyped-def]
+    """store.inbound_context runs on the DBAPI cursor (storage.hot) and attaches its rows as the
+    session's objects: the same values as the ORM's own load (aware datetimes, JSON), tracked the
+    same way (nothing dirty after the read, a change written at commit)."""
+    with Session(db) as s:
+        _context_fixture(s)
+        c1 = s.get(Client, "c1")
+        assert c1 is not None
+        c1.consent_at = T0
+        conv = store.active_conversation(s, "c1")
+        assert conv is not None
+        conv.vars = {"slots": ["2026-12-04T11:30:00-05:00"], "n": 1}
+        conv.wait = {"expects": "reschedule_time"}
+        s.commit()
+    with Session(db) as orm:
+        c, v, a = orm.get(Client, "c1"), store.active_conversation(orm, "c1"), orm.get(Appointment, "next")
+        want = [_columns(c), _columns(v), _columns(a)]
+    keys = ({"channel": "sms", "address": "+15550001"}, {"channel": "telegram", "address": "901"}, {"client_id": "c1"})
+    for key in keys:
+        with Session(db) as s:
+            ctx = store.inbound_context(s, T0, **key)  # type: ignore[arg-type]
+            assert ctx is not None and ctx.conversation is not None and ctx.appointment is not None
+            assert not s.dirty and ctx.client in s and ctx.conversation in s and ctx.appointment in s
+            assert [_columns(ctx.client), _columns(ctx.conversation), _columns(ctx.appointment)] == want
+            assert ctx.client.consent_at == T0 and ctx.client.consent_at.tzinfo is not None
+            assert ctx.conversation.vars["slots"] == ["2026-12-04T11:30:00-05:00"]
+            ctx.conversation.step = "moved"
+            ctx.client.lang = "es"
+            s.commit()
+        with Session(db) as s:
+            c, v = s.get(Client, "c1"), store.active_conversation(s, "c1")
+            assert c is not None and v is not None and (c.lang, v.step) == ("es", "moved")
+            c.lang, v.step = "en", "rating"
+            s.commit()
+
+
+def test_the_context_read_keeps_objects_the_session_holds(db) -> None:  # type: ignore[no-untyped-def]
+    """A client (or conversation) already in the session is not replaced by the read: the ORM reads
+    it, and an unflushed change the unit made stays."""
+    with Session(db) as s:
+        _context_fixture(s)
+    with Session(db) as s, s.no_autoflush:
+        held = s.get(Client, "c1")
+        assert held is not None
+        held.lang = "pt_BR"  # not flushed
+        ctx = store.inbound_context(s, T0, channel="sms", address="+15550001")
+        assert ctx is not None and ctx.client is held and held.lang == "pt_BR"
+        assert ctx.conversation is not None and ctx.conversation.dialogue == "feedback"
+
+
+def test_the_context_read_takes_any_address(db) -> None:  # type: ignore[no-untyped-def]
+    """Addresses come from outside: a NUL (which PostgreSQL text cannot hold), quotes, SQL."""
+    with Session(db) as s:
+        _context_fixture(s)
+    with Session(db) as s:
+        for address in ("90\x001", "' OR 1=1 --", "+1555'0001", "", "x" * 5000):
+            assert store.inbound_context(s, T0, channel="telegram", address=address) is None
+            assert store.inbound_context(s, T0, channel="sms", address=address) is None
+
+
 def test_deferred_writes_land_at_flush_in_order_with_their_outbox_rows(db) -> None:  # type: ignore[no-untyped-def]
     with Session(db) as s:
         store.defer_writes(s)

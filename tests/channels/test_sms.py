@@ -269,6 +269,33 @@ def test_signature_is_checked_against_the_public_url() -> None:
     assert e.value.status == 403
 
 
+@pytest.mark.parametrize(
+    "signed_url, token, ok",
+    [
+        ("https://rapport.example.org/webhooks/twilio", "tok", True),  # exactly what was requested
+        ("https://rapport.example.org:443/webhooks/twilio", "tok", True),  # Twilio's port variant
+        ("https://rapport.example.org/webhooks/twilio", "other", False),  # another account's token
+        ("https://rapport.example.org/webhooks/twilio/status", "tok", False),  # another endpoint's
+        ("https://evil.example.org/webhooks/twilio", "tok", False),
+    ],
+)
+def test_signature_fast_path_accepts_what_the_validator_accepts(signed_url: str, token: str, ok: bool) -> None:
+    """verify checks the exact URL first and falls back to twilio's validator: the set of accepted
+    signatures is the validator's."""
+    hook = TwilioWebhook("tok", "https://rapport.example.org")
+    url = "https://rapport.example.org/webhooks/twilio"
+    params = {"MessageSid": "SM1", "From": CLIENT_PHONE, "Body": "yes"}
+    body = "&".join(f"{k}={v}" for k, v in params.items()).replace("+", "%2B").encode()
+    sig = RequestValidator(token).compute_signature(signed_url, params)
+    assert RequestValidator("tok").validate(url, params, sig) is ok
+    if ok:
+        assert hook.verify(url, body, sig).first("MessageSid") == "SM1"
+    else:
+        with pytest.raises(WebhookError) as e:
+            hook.verify(url, body, sig)
+        assert e.value.status == 403
+
+
 @pytest.mark.parametrize("body", [b"a=1&&b=2", b"%zz", b"Body=%FF", b"\xff\xfe"])
 def test_malformed_forms_are_400(body: bytes) -> None:
     with pytest.raises(WebhookError) as e:
