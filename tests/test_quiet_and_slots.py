@@ -87,3 +87,72 @@ def test_nearest(target: datetime | date | None, expected: list[str]) -> None:
     slots = open_slots(AV, NOW, timedelta(days=4), timedelta(hours=2))
     got = nearest(slots, target, SP)
     assert [s.astimezone(ZoneInfo(SP)).strftime("%H:%M") for s in got] == expected
+
+
+def _slots_by_wall_clock(av: Availability, now: datetime, horizon: timedelta, lead: timedelta) -> list[datetime]:
+    """The definition open_slots implements, one wall-clock step at a time (aware datetimes only)."""
+    from bot.engine.slots import WEEKDAYS, _local
+
+    tz = ZoneInfo(av.tz)
+    step = timedelta(minutes=av.session_minutes)
+    out = []
+    day, last = now.astimezone(tz).date(), (now + horizon).astimezone(tz).date()
+    while day <= last:
+        for window in av.windows.get(WEEKDAYS[day.weekday()], []):
+            a, b = window.split("-")
+            s, end = _local(day, a, tz), _local(day, b, tz)
+            while s + step <= end:
+                free = all(not (s < bb and s + step > ba) for ba, bb in av.booked)
+                if now + lead <= s <= now + horizon and free:
+                    out.append(s)
+                s = s + step
+        day += timedelta(days=1)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("tz", "now"),
+    [
+        ("America/New_York", local("America/New_York", 2026, 3, 1, 9, 0)),  # spring forward on Mar 8
+        ("America/New_York", local("America/New_York", 2026, 10, 25, 9, 0)),  # fall back on Nov 1
+        ("Europe/Madrid", local("Europe/Madrid", 2026, 3, 22, 9, 0)),
+        ("Australia/Lord_Howe", local("Australia/Lord_Howe", 2026, 3, 29, 9, 0)),  # a 30-minute change
+        ("America/Sao_Paulo", NOW),  # no DST since 2019
+    ],
+)
+def test_slots_match_the_wall_clock_definition_across_clock_changes(tz: str, now: datetime) -> None:
+    """open_slots steps in seconds when a window holds no clock change; around every kind of change
+    (windows over the night, over the change itself) it gives exactly the wall-clock slots."""
+    windows = {
+        "mon": ["09:00-17:00"],
+        "tue": ["00:00-24:00"],
+        "wed": ["01:00-04:00", "22:00-24:00"],
+        "thu": ["02:30-03:30"],
+        "fri": ["08:15-12:45", "13:00-19:00"],
+        "sat": ["00:00-06:00"],
+        "sun": ["00:00-05:00", "20:00-24:00"],
+    }
+    for minutes in (50, 45, 30):
+        booked = tuple(
+            (now + timedelta(hours=h), now + timedelta(hours=h, minutes=minutes)) for h in (3, 27, 50, 99, 170)
+        )
+        av = Availability(tz, minutes, windows, booked)
+        want = _slots_by_wall_clock(av, now, timedelta(weeks=2), timedelta(hours=2))
+        got = open_slots(av, now, timedelta(weeks=2), timedelta(hours=2))
+        assert [s.isoformat() for s in got] == [s.isoformat() for s in want]
+        assert got
+
+
+@pytest.mark.parametrize(
+    "target",
+    [None, local(SP, 2026, 12, 3, 15, 0), date(2026, 12, 7), date(2026, 12, 5), local(NY, 2026, 12, 10, 23, 30)],
+)
+@pytest.mark.parametrize("tz", [SP, "Asia/Tokyo"])
+def test_nearest_open_is_nearest_of_open_slots(target: datetime | date | None, tz: str) -> None:
+    booked = ((local(SP, 2026, 12, 3, 14, 50), local(SP, 2026, 12, 3, 15, 40)),)
+    av = Availability(SP, 50, AV.windows, booked)
+    from bot.engine.slots import nearest_open
+
+    args = (av, NOW, timedelta(weeks=3), timedelta(hours=2))
+    assert nearest_open(*args, target, tz) == nearest(open_slots(*args), target, tz)
+    assert nearest_open(*args, target, tz, k=5) == nearest(open_slots(*args), target, tz, k=5)

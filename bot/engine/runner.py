@@ -16,7 +16,7 @@ from bot.durations import parse_duration
 from bot.engine import events as ev
 from bot.engine.dialogue import Dialogue, Step
 from bot.engine.inputs import Input, Reply, WaitTimeout
-from bot.engine.slots import nearest, open_slots
+from bot.engine.slots import nearest_open
 from bot.engine.state import Ctx, State, Wait
 
 MAX_JUMPS = 32  # a dialogue that loops without waiting is a script bug; stop rather than spin
@@ -180,7 +180,7 @@ def _offer(vars: dict[str, Any], ctx: Ctx, out: list[Any], *, earliest: bool = F
         target = _target(vars["when"], ctx.tz)
     horizon = ctx.durations.get("conversation.slot_horizon", timedelta(weeks=4))
     lead = ctx.durations.get("conversation.slot_lead", timedelta(hours=2))
-    slots = nearest(open_slots(av, ctx.now, horizon, lead), target, ctx.tz)
+    slots = nearest_open(av, ctx.now, horizon, lead, target, ctx.tz)
     if not slots:
         return "no_slots"
     vars["slots"] = [s.isoformat() for s in slots]
