@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.sql import Select
+from sqlalchemy.sql.selectable import SelectBase
 
 from storage.db import has_nul, without_nul
 
@@ -37,7 +37,7 @@ class _Prepared:
 class Hot:
     """A select built once, run on the cursor; :meth:`rows` gives converted tuples in column order."""
 
-    def __init__(self, stmt: Select[Any], required: tuple[str, ...]):
+    def __init__(self, stmt: SelectBase, required: tuple[str, ...]):
         self.stmt = stmt
         self.required = required  # the bind names every call gives
         self._prepared: dict[str, _Prepared] = {}
