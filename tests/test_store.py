@@ -467,3 +467,51 @@ def test_new_row_refuses_a_row_without_its_required_fields() -> None:
 
     with pytest.raises(TypeError, match="due_at"):
         new_row(Timer, kind="reminder")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 11, 28, 0, 49, 19, 123456, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2026, 3, 8, 1, 59, 59, 999999, tzinfo=ZoneInfo("America/New_York")),
+        datetime(9, 12, 31, 23, 0, tzinfo=ZoneInfo("Asia/Tokyo")),
+    ],
+)
+def test_sqlite_timestamps_are_sqlalchemys_own_text(value: datetime) -> None:
+    """UTCDateTime writes and reads SQLite's column text itself: the same text SQLAlchemy's DATETIME
+    writes (databases written before read the same), read back aware and equal, in any zone."""
+    from sqlalchemy.dialects import sqlite
+
+    from storage.types import UTCDateTime
+
+    d = sqlite.dialect()
+    t = UTCDateTime().dialect_impl(d)
+    bind, result = t.bind_processor(d), t.result_processor(d, None)
+    assert bind is not None and result is not None
+    sqlalchemys = sqlite.DATETIME().bind_processor(d)
+    assert sqlalchemys is not None
+    text_ = bind(value)
+    assert text_ == sqlalchemys(value.astimezone(UTC).replace(tzinfo=None))
+    back = result(text_)
+    assert back == value and back.tzinfo is UTC
+    legacy = sqlite.DATETIME().result_processor(d, None)
+    assert legacy is not None
+    for stored in (text_, text_[:19], text_.replace(" ", "T"), text_[:21]):
+        assert result(stored) == legacy(stored).replace(tzinfo=UTC)
+
+
+def test_sqlite_timestamp_columns_keep_their_ddl_and_text(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    from storage import create_all
+
+    create_all(eng)
+    with Session(eng) as s:
+        start = datetime(2026, 12, 3, 15, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
+        s.add(Appointment(id="a1", client_id="c1", start=start))
+        s.commit()
+    with eng.connect() as c:
+        ddl = c.execute(text("SELECT sql FROM sqlite_master WHERE name = 'appointments'")).scalar()
+        assert "start DATETIME NOT NULL" in ddl
+        assert c.execute(text("SELECT start FROM appointments")).scalar() == "2026-12-03 18:00:00.000000"
+        assert c.execute(text("SELECT count(*) FROM appointments WHERE start > '2026-12-03 17:59'")).scalar() == 1
