@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.selectable import SelectBase
 
 from storage.db import has_nul, without_nul
@@ -66,11 +67,28 @@ class Hot:
         args: Any = tuple(values[n] for n in p.positional) if p.positional is not None else values
         if p.nul_rule and has_nul(args):
             args = without_nul(args)
-        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        cur = dbapi.cursor()
         try:
             cur.execute(p.sql, args)
             fetched = cur.fetchall()
+        except conn.dialect.loaded_dbapi.Error as e:
+            raise _wrapped(conn, e, cur, p.sql) from e
         finally:
             cur.close()
         procs = p.results
         return [tuple(v if f is None or v is None else f(v) for f, v in zip(procs, r, strict=True)) for r in fetched]
+
+
+def _wrapped(conn: Connection, e: Any, cursor: Any, sql: str) -> StatementError:
+    """The error SQLAlchemy would raise for it (OperationalError, IntegrityError…, parameters
+    hidden as storage.db asks), the connection invalidated if it is gone: callers catch and
+    recover the same way whichever path ran the statement."""
+    disconnect = conn.dialect.is_disconnect(e, conn.connection.dbapi_connection, cursor)
+    if disconnect:
+        conn.invalidate(e)
+    return DBAPIError.instance(
+        sql, None, e, conn.dialect.loaded_dbapi.Error, hide_parameters=True, connection_invalidated=disconnect,
+        dialect=conn.dialect,
+    )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, func, insert, literal_column, or_, text
+from sqlalchemy import BigInteger, Table, bindparam, exists, func, insert, literal_column, or_, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -110,8 +110,8 @@ _CONTEXT_BY = {
     "id": _CONTEXT.where(col(Client.id) == bindparam("a")).execution_options(populate_existing=True),
 }
 _CLIENT_ID_BY = {
-    "phone": sa_select(table_of(Client).c.id).where(table_of(Client).c.phone == bindparam("a")),
-    "telegram": sa_select(table_of(Client).c.id).where(table_of(Client).c.telegram == bindparam("a")),
+    "phone": Hot(sa_select(table_of(Client).c.id).where(table_of(Client).c.phone == bindparam("a")), ("a",)),
+    "telegram": Hot(sa_select(table_of(Client).c.id).where(table_of(Client).c.telegram == bindparam("a")), ("a",)),
 }
 
 
@@ -131,6 +131,9 @@ _PENDING_TIMERS_OF_CLIENT = select(Timer).where(
 )
 
 
+_LOCK = Hot(sa_select(func.pg_advisory_xact_lock(bindparam("k", type_=BigInteger))), ("k",))
+
+
 def is_postgres(s: Session) -> bool:
     return s.get_bind().dialect.name == "postgresql"
 
@@ -143,7 +146,8 @@ def lock_client(s: Session, client_key: str) -> None:
     """
     if is_postgres(s):
         key = zlib.crc32(client_key.encode()) - 2**31
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        # on the cursor (storage.hot): once or twice for every inbound message
+        _LOCK.rows(s.connection(), {"k": key})
 
 
 def try_lock_client(s: Session, client_key: str) -> bool:
@@ -280,8 +284,8 @@ def has_pending(s: Session, client_id: str | None) -> bool:
 
 def client_id_by_address(s: Session, channel: str, address: str) -> str | None:
     """Only the id: what PostgreSQL needs before the client's lock (everything is read after it)."""
-    q = _CLIENT_ID_BY["telegram" if channel == "telegram" else "phone"]
-    return s.connection().execute(q, {"a": address}).scalar()
+    rows = _CLIENT_ID_BY["telegram" if channel == "telegram" else "phone"].rows(s.connection(), {"a": address})
+    return cast(str, rows[0][0]) if rows else None
 
 
 def mark_seen(s: Session, channel: str, provider_id: str, at: datetime) -> bool:

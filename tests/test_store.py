@@ -515,3 +515,15 @@ def test_sqlite_timestamp_columns_keep_their_ddl_and_text(tmp_path) -> None:  # 
         assert "start DATETIME NOT NULL" in ddl
         assert c.execute(text("SELECT start FROM appointments")).scalar() == "2026-12-03 18:00:00.000000"
         assert c.execute(text("SELECT count(*) FROM appointments WHERE start > '2026-12-03 17:59'")).scalar() == 1
+
+
+def test_a_failing_statement_on_the_cursor_raises_what_sqlalchemy_would(db) -> None:  # type: ignore[no-untyped-def]
+    """Errors from storage.hot's statements are SQLAlchemy's (callers catch those), parameters hidden."""
+    with Session(db) as s:
+        s.execute(text("DROP TABLE takeovers"))
+        s.commit()
+    with Session(db) as s, pytest.raises(OperationalError if db.dialect.name == "sqlite" else Exception) as e:
+        store.inbound_context(s, T0, channel="sms", address="+15550001")
+    from sqlalchemy.exc import DBAPIError
+
+    assert isinstance(e.value, DBAPIError) and "+15550001" not in str(e.value)
