@@ -213,6 +213,7 @@ _CONTEXT_HOT = {
 _ENTITIES = tuple(
     (class_mapper(cls), tuple(c.key for c in table_of(cls).c)) for cls in (Client, Conversation, Appointment)
 )
+_ENTITY_COLUMNS = sum(len(names) for _, names in _ENTITIES)  # then the alert id and the takeover
 
 
 def _attached(s: Session, row: tuple[Any, ...]) -> list[Any] | None:
@@ -255,10 +256,9 @@ def inbound_context(s: Session, now: datetime, *, client_id: str | None = None,
     rows = _CONTEXT_HOT[kind].rows(s.connection(), {"a": key, "now": now})
     if not rows:
         return None
-    n = sum(len(names) for _, names in _ENTITIES)
     objs = _attached(s, rows[0])
     if objs is not None:
-        alert_id, taken = rows[0][n], rows[0][n + 1]
+        alert_id, taken = rows[0][_ENTITY_COLUMNS], rows[0][_ENTITY_COLUMNS + 1]
         return InboundContext(objs[0], objs[1], objs[2], alert_id, bool(taken))
     row = s.execute(_CONTEXT_BY[kind], {"a": key, "now": now}).first()
     if row is None:
@@ -456,11 +456,11 @@ def clinician_bookings(
     if clinician_id is not None:
         params["clin"] = clinician_id
     q = _BOOKINGS_HOT["clin" if clinician_id is not None else "any"]
+    # Other unflushed changes (in an inbound batch, the earlier messages' confirmations) cannot
+    # change what this reads: their flush waits for the commit. On the cursor (storage.hot): a
+    # reschedule request reads a clinician's whole month, and the ORM's result machinery cost more.
     if _bookings_pending(s):
         s.flush()
-    # else nothing unflushed can change what this reads (in an inbound batch, the earlier messages'
-    # confirmations): their flush waits for the commit. On the cursor (storage.hot): a reschedule
-    # request reads a clinician's whole month, and the ORM's result machinery cost more than that.
     return [(cast(datetime, st), cast(int, m)) for st, m in q.rows(s.connection(), params)]
 
 

@@ -33,9 +33,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return _SQLiteText()
-        return dialect.type_descriptor(DateTime(timezone=True))
+        return _SQLiteText() if dialect.name == "sqlite" else super().load_dialect_impl(dialect)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
