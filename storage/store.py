@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, bindparam, exists, func, insert, literal_column, or_, text
+from sqlalchemy import BigInteger, String, Table, any_, bindparam, exists, func, insert, literal_column, or_, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased, class_mapper, make_transient_to_detached
 from sqlmodel import Session, col, select
 
 from storage.admin_tables import Takeover
+from storage.db import without_nul
 from storage.hot import Hot
 from storage.tables import Alert, Appointment, AuditLog, Client, Conversation, InboundSeen, Message, Outbox, Timer
 
@@ -109,9 +111,21 @@ _CONTEXT_BY = {
     # after the client's lock on PostgreSQL: what another process committed meanwhile wins
     "id": _CONTEXT.where(col(Client.id) == bindparam("a")).execution_options(populate_existing=True),
 }
+_CT0 = table_of(Client)
+# The smallest id when two clients share an address, so the single and the batched lookups agree.
 _CLIENT_ID_BY = {
-    "phone": Hot(sa_select(table_of(Client).c.id).where(table_of(Client).c.phone == bindparam("a")), ("a",)),
-    "telegram": Hot(sa_select(table_of(Client).c.id).where(table_of(Client).c.telegram == bindparam("a")), ("a",)),
+    ch: Hot(sa_select(_CT0.c.id).where(_CT0.c[ch] == bindparam("a")).order_by(_CT0.c.id).limit(1), ("a",))
+    for ch in ("phone", "telegram")
+}
+# PostgreSQL only (an inbound batch, Service._lock_batch): the ids of many addresses at once.
+_CLIENT_IDS_BY = {
+    ch: Hot(
+        sa_select(_CT0.c[ch], _CT0.c.id)
+        .where(_CT0.c[ch] == any_(bindparam("as", type_=ARRAY(String))))
+        .order_by(_CT0.c.id.desc()),
+        ("as",),
+    )
+    for ch in ("phone", "telegram")
 }
 
 
@@ -132,10 +146,23 @@ _PENDING_TIMERS_OF_CLIENT = select(Timer).where(
 
 
 _LOCK = Hot(sa_select(func.pg_advisory_xact_lock(bindparam("k", type_=BigInteger))), ("k",))
+# Many locks in one round trip, taken in the array's order: an ordered function scan, and since
+# PostgreSQL 9.6 a volatile function in the select list runs after the ORDER BY, in its order.
+_LOCK_MANY = Hot(
+    text("SELECT pg_advisory_xact_lock(t.k) FROM unnest(:ks) WITH ORDINALITY AS t(k, n) ORDER BY t.n")
+    .bindparams(bindparam("ks", type_=ARRAY(BigInteger)))
+    .columns(literal_column("pg_advisory_xact_lock")),
+    ("ks",),
+)
 
 
 def is_postgres(s: Session) -> bool:
     return s.get_bind().dialect.name == "postgresql"
+
+
+def lock_key(client_key: str) -> int:
+    """The advisory lock that stands for a client (or an address with no client yet)."""
+    return zlib.crc32(client_key.encode()) - 2**31
 
 
 def lock_client(s: Session, client_key: str) -> None:
@@ -145,15 +172,24 @@ def lock_client(s: Session, client_key: str) -> None:
     write transaction starts with BEGIN IMMEDIATE (storage.db), so writers are already serialised.
     """
     if is_postgres(s):
-        key = zlib.crc32(client_key.encode()) - 2**31
-        # on the cursor (storage.hot): once or twice for every inbound message
-        _LOCK.rows(s.connection(), {"k": key})
+        # on the cursor (storage.hot): for every inbound message not in a batch
+        _LOCK.rows(s.connection(), {"k": lock_key(client_key)})
+
+
+def lock_clients(s: Session, client_keys: Iterable[str]) -> set[int]:
+    """:func:`lock_client` for several clients in one statement, in the order of their lock keys:
+    two transactions that lock this way never wait on each other in a cycle, whatever order their
+    callers listed the clients in. Returns the keys now held (taking one again is harmless)."""
+    keys = sorted({lock_key(k) for k in client_keys})
+    if keys and is_postgres(s):
+        _LOCK_MANY.rows(s.connection(), {"ks": keys})
+    return set(keys)
 
 
 def try_lock_client(s: Session, client_key: str) -> bool:
     """Like lock_client, but gives up at once when another transaction holds the lock."""
     if is_postgres(s):
-        key = zlib.crc32(client_key.encode()) - 2**31
+        key = lock_key(client_key)
         return bool(s.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
     return True
 
@@ -286,6 +322,21 @@ def client_id_by_address(s: Session, channel: str, address: str) -> str | None:
     """Only the id: what PostgreSQL needs before the client's lock (everything is read after it)."""
     rows = _CLIENT_ID_BY["telegram" if channel == "telegram" else "phone"].rows(s.connection(), {"a": address})
     return cast(str, rows[0][0]) if rows else None
+
+
+def client_ids_by_address(s: Session, channel: str, addresses: Iterable[str]) -> dict[str, str | None]:
+    """:func:`client_id_by_address` for many addresses of one channel, in one statement on
+    PostgreSQL; every address is a key, None for one no client has."""
+    if not is_postgres(s):
+        return {a: client_id_by_address(s, channel, a) for a in addresses}
+    # as stored: PostgreSQL text holds no NUL (storage.db), so the lookup is by the stored form
+    stored = {a: without_nul(a) for a in addresses}
+    found: dict[str, str] = {}
+    if stored:
+        q = _CLIENT_IDS_BY["telegram" if channel == "telegram" else "phone"]
+        for address, cid in q.rows(s.connection(), {"as": sorted(set(stored.values()))}):
+            found[address] = cid  # largest id first: the smallest, written last, wins
+    return {a: found.get(k) for a, k in stored.items()}
 
 
 def mark_seen(s: Session, channel: str, provider_id: str, at: datetime) -> bool:

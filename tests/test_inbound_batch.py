@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -227,3 +228,33 @@ def test_the_slot_search_sees_unflushed_moves_and_leaves_confirmations_pending(d
         a2.status = "cancelled"  # out of the booked statuses: flushed first, its slot is free
         after = store.clinician_bookings(u.s, "rivera", T0, T0 + timedelta(days=14))
         assert len(after) == len(PHONES) - 1
+
+
+def test_a_postgres_batch_looks_up_its_senders_and_takes_their_locks_once(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not two round trips a message while the batch holds its transaction (Service._lock_batch)."""
+    from storage import store
+    from tests.conftest import fresh_pg_database
+
+    svc = setup(fresh_pg_database(pg_url))
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, hot: Any) -> None:
+        real = hot.rows
+
+        def rows(*a: Any) -> Any:
+            calls[name] += 1
+            return real(*a)
+
+        monkeypatch.setattr(hot, "rows", rows)
+
+    counted("lock", store._LOCK)
+    counted("locks", store._LOCK_MANY)
+    for ch in ("phone", "telegram"):
+        counted("id", store._CLIENT_ID_BY[ch])
+        counted("ids", store._CLIENT_IDS_BY[ch])
+    clients_only = [i for i, (sender, _, _) in enumerate(MESSAGES) if sender != "+15555550101"]
+    got = svc.handle_inbound_batch([inbound(i) for i in clients_only])
+    assert "crisis" in got and "resumed" in got and "unknown_sender" in got
+    assert calls == {"locks": 1, "ids": 1}

@@ -527,3 +527,77 @@ def test_a_failing_statement_on_the_cursor_raises_what_sqlalchemy_would(db) -> N
     from sqlalchemy.exc import DBAPIError
 
     assert isinstance(e.value, DBAPIError) and "+15550001" not in str(e.value)
+
+
+def test_client_ids_of_many_addresses_agree_with_one_at_a_time(db) -> None:  # type: ignore[no-untyped-def]
+    """The batch lookup (an inbound batch on PostgreSQL) gives what the one-address lookup gives,
+    for every address: unknown ones, one two clients share (the smallest id), quotes, a NUL."""
+    with Session(db) as s:
+        s.add(Client(id="b2", phone="+15550003"))
+        s.add(Client(id="b1", phone="+15550003"))
+        s.add(Client(id="c1", phone="+15550001", telegram="901"))
+        s.add(Client(id="q", phone="+1555'\"; --"))
+        s.add(Client(id="n", phone="+1555\ufffd0"))  # how PostgreSQL stores an address with a NUL
+        s.commit()
+    addresses = ["+15550001", "+15550003", "+15559999", "+1555'\"; --", "+1555\x000", "x" * 5000, "+15550001"]
+    with Session(db) as s:
+        many = store.client_ids_by_address(s, "sms", addresses)
+        assert many == {a: store.client_id_by_address(s, "sms", a) for a in addresses}
+        picked = (many["+15550001"], many["+15550003"], many["+15559999"], many["+1555'\"; --"])
+        assert picked == ("c1", "b1", None, "q")
+        assert store.client_ids_by_address(s, "telegram", ["901", "+15550001"]) == {"901": "c1", "+15550001": None}
+        assert store.client_ids_by_address(s, "sms", []) == {}
+
+
+def _positive_keys(n: int) -> list[str]:
+    """Client ids whose lock keys are not negative, in key order: pg_locks shows them as objid."""
+    ids = [f"c{i}" for i in range(200) if store.lock_key(f"c{i}") >= 0]
+    return sorted(ids[:n], key=store.lock_key)
+
+
+def test_postgres_many_client_locks_hold_across_connections_and_go_in_key_order(pg_url: str) -> None:
+    db_url = fresh_pg_database(pg_url)
+    upgrade_url(db_url)
+    eng = make_engine(db_url)
+    small, big = _positive_keys(2)
+    with Session(eng) as s1:
+        held = store.lock_clients(s1, [big, "addr:+15550001", big])
+        assert held == {store.lock_key(big), store.lock_key("addr:+15550001")}
+        for key in (big, "addr:+15550001"):
+            with Session(eng) as s2:
+                s2.execute(text("SET lock_timeout = '200ms'"))
+                with pytest.raises(OperationalError):
+                    store.lock_client(s2, key)
+        # Listed big first, taken small first: the other transaction holds `small` while it waits.
+        done = threading.Event()
+
+        def other() -> None:
+            with Session(eng) as s3:
+                store.lock_clients(s3, [big, small])
+                s3.commit()
+            done.set()
+
+        t = threading.Thread(target=other)
+        t.start()
+        granted: list[int] = []
+        for _ in range(100):
+            granted = [
+                r[0]
+                for r in s1.execute(
+                    text(
+                        "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                        " AND pid <> pg_backend_pid()"
+                    )
+                )
+            ]
+            if granted:
+                break
+            done.wait(0.05)
+        assert granted == [store.lock_key(small)] and not done.is_set()
+        s1.commit()
+    t.join(10)
+    assert done.is_set()
+    with Session(eng) as s4:
+        assert store.lock_clients(s4, []) == set()
+        s4.commit()
+    eng.dispose()
