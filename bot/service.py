@@ -818,7 +818,8 @@ class Service:
             elif isinstance(e, ev.AppointmentConfirmed):
                 a = u.s.get(Appointment, e.appointment_id)
                 if a is not None and a.status in store.UPCOMING:
-                    a.confirmed = True
+                    if not a.confirmed:  # a second "yes" leaves the row clean: nothing for the flush
+                        a.confirmed = True
                     if a.status != "confirmed":
                         self._status(u, a, client, "confirmed", f"client:{client.id}")
             elif isinstance(e, ev.AppointmentCancelled):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import accumulate
 from zoneinfo import ZoneInfo
 
@@ -13,14 +14,16 @@ from bot.engine.state import Availability
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+@lru_cache(maxsize=8192)
 def _local(d: date, hhmm: str, tz: ZoneInfo) -> datetime:
+    # Cached: every slot search walks the same few weeks of window edges (immutable results).
     if hhmm == "24:00":
         return datetime.combine(d + timedelta(days=1), time(0, 0), tzinfo=tz)
     h, m = (int(x) for x in hhmm.split(":"))
     naive = datetime.combine(d, time(h, m))
     # A wall time inside a DST gap does not exist: fold it to the instant just after the gap.
     aware = naive.replace(tzinfo=tz)
-    round_trip = aware.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None)
+    round_trip = aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
     if round_trip != naive:
         aware = (naive + timedelta(hours=1)).replace(tzinfo=tz)
     return aware
