@@ -33,6 +33,8 @@ class Unit:
     # at its start, and the client ids its addresses had then.
     locked: set[int] = field(default_factory=set)
     client_ids: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # ... and their contexts' rows, read then (Service._prefetched uses each at most once)
+    prefetched: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def note(self, type: str, tz: str | None = None, **data: Any) -> None:
         self.notes.append(Note(type, self.now, tz, data))

@@ -9,12 +9,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, String, Table, any_, bindparam, exists, func, insert, literal_column, or_, text
+from sqlalchemy import (
+    BigInteger,
+    String,
+    Table,
+    any_,
+    bindparam,
+    event,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    text,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import aliased, class_mapper, make_transient_to_detached
 from sqlmodel import Session, col, select
 
@@ -250,6 +264,11 @@ _ENTITIES = tuple(
     (class_mapper(cls), tuple(c.key for c in table_of(cls).c)) for cls in (Client, Conversation, Appointment)
 )
 _ENTITY_COLUMNS = sum(len(names) for _, names in _ENTITIES)  # then the alert id and the takeover
+_APPOINTMENT_START = len(_CT.c) + len(_VT.c) + list(_AT.c.keys()).index("start")
+# PostgreSQL, an inbound batch: every sender's row of the statement at once (after their locks).
+_CONTEXTS_HOT = Hot(
+    _CONTEXT_COLUMNS.where(_CT.c.id == any_(bindparam("ids", type_=ARRAY(String)))), ("ids", "now")
+)
 
 
 def _attached(s: Session, row: tuple[Any, ...]) -> list[Any] | None:
@@ -303,6 +322,59 @@ def inbound_context(s: Session, now: datetime, *, client_id: str | None = None,
         tuple[Client, Conversation | None, Appointment | None, int | None, bool], tuple(row)
     )
     return InboundContext(client, conv, appt, alert_id, bool(taken))
+
+
+def inbound_context_rows(s: Session, now: datetime, client_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    """The rows :func:`inbound_context` would read for these clients at ``now``, in one statement
+    (PostgreSQL), by client id; not yet the session's objects (:func:`context_of_row`)."""
+    ids = sorted(set(client_ids))
+    if not ids:
+        return {}
+    return {row[0]: row for row in _CONTEXTS_HOT.rows(s.connection(), {"ids": ids, "now": now})}
+
+
+def context_of_row(s: Session, row: tuple[Any, ...], now: datetime) -> InboundContext | None:
+    """A row of :func:`inbound_context_rows`, read at an earlier ``now``, as the context a read at
+    this ``now`` would give, provided nothing wrote to the client's rows since (the caller knows:
+    :func:`touched`, :func:`has_pending`). None when it cannot stand for that read: its next
+    appointment has started since, or one of its objects is in the session already."""
+    start = row[_APPOINTMENT_START]
+    if start is not None and start <= now:
+        return None
+    objs = _attached(s, row)
+    if objs is None:
+        return None
+    return InboundContext(objs[0], objs[1], objs[2], row[_ENTITY_COLUMNS], bool(row[_ENTITY_COLUMNS + 1]))
+
+
+# Clients whose rows a flush of this session wrote (track_touched): with has_pending, whether a
+# context read earlier in the transaction may still stand.
+_TOUCHED = "rapport.touched"
+
+
+def track_touched(s: Session) -> None:
+    s.info[_TOUCHED] = set()
+
+
+def touched(s: Session) -> set[str]:
+    got: set[str] = s.info.get(_TOUCHED, set())
+    return got
+
+
+@event.listens_for(OrmSession, "after_flush")
+def _note_touched(s: OrmSession, _flush: Any) -> None:
+    seen: set[str] | None = s.info.get(_TOUCHED)
+    if seen is None:
+        return
+    # after_flush still shows what the flush wrote as new, dirty and deleted
+    for obj in (*s.new, *s.dirty, *s.deleted):
+        if isinstance(obj, Client):
+            seen.add(obj.id)
+            continue
+        state = sa_inspect(obj)
+        if "client_id" in state.attrs:
+            hist = state.attrs["client_id"].history  # a row moved between clients touches both
+            seen.update(v for v in (*hist.added, *hist.unchanged, *hist.deleted) if isinstance(v, str))
 
 
 def has_pending(s: Session, client_id: str | None) -> bool:

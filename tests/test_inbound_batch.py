@@ -16,7 +16,7 @@ from bot.web.batcher import InboundBatcher
 from channels.base import Inbound
 from storage import make_engine
 from storage.migrate import upgrade_url
-from storage.tables import Alert, Appointment, Message, Outbox
+from storage.tables import Alert, Appointment, Conversation, Message, Outbox
 
 T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 CFG = parse_config(
@@ -233,7 +233,9 @@ def test_the_slot_search_sees_unflushed_moves_and_leaves_confirmations_pending(d
 def test_a_postgres_batch_looks_up_its_senders_and_takes_their_locks_once(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Not two round trips a message while the batch holds its transaction (Service._lock_batch)."""
+    """Not three round trips a message while the batch holds its transaction (Service._lock_batch):
+    the senders' ids, their locks and their contexts once for the batch; a client's second message
+    reads its context again, after what the first one changed."""
     from storage import store
     from tests.conftest import fresh_pg_database
 
@@ -251,10 +253,77 @@ def test_a_postgres_batch_looks_up_its_senders_and_takes_their_locks_once(
 
     counted("lock", store._LOCK)
     counted("locks", store._LOCK_MANY)
+    counted("context", store._CONTEXT_HOT["id"])
+    counted("contexts", store._CONTEXTS_HOT)
     for ch in ("phone", "telegram"):
         counted("id", store._CLIENT_ID_BY[ch])
         counted("ids", store._CLIENT_IDS_BY[ch])
     clients_only = [i for i, (sender, _, _) in enumerate(MESSAGES) if sender != "+15555550101"]
     got = svc.handle_inbound_batch([inbound(i) for i in clients_only])
     assert "crisis" in got and "resumed" in got and "unknown_sender" in got
-    assert calls == {"locks": 1, "ids": 1}
+    repeats = len(clients_only) - 1 - len({MESSAGES[i][0] for i in clients_only})  # less the duplicate
+    assert calls == {"locks": 1, "ids": 1, "contexts": 1, "context": repeats}
+    # and what one by one does (the unknown sender has no context to read)
+    one = setup(fresh_pg_database(pg_url))
+    assert got == [one.handle_inbound(*inbound(i)) for i in clients_only]
+    assert outcome_of(svc) == outcome_of(one)
+
+
+def test_a_postgres_batch_reads_again_a_context_that_an_earlier_message_changed(pg_url: str, tmp_path: Any) -> None:
+    """The on-call person's "RESOLVED" comes first in the batch (address order) and closes the
+    alert of a client who writes in the same batch: that client's context, read at the batch's
+    start with the alert open, is not used; their message goes to the scripts as one by one."""
+    from tests.conftest import fresh_pg_database
+
+    late = "+19995550000"  # sorts after the on-call person's number
+
+    def prepared(url: str) -> Service:
+        svc = setup(url)
+        svc.upsert_client({"id": "late", "name": "L", "phone": late, "lang": "en", "tz": "America/New_York"}, T0)
+        crisis = Inbound("sms", "I want to end my life", address=late, provider_id="SMc")
+        assert svc.handle_inbound(crisis, T0) == "crisis"
+        return svc
+
+    batch = [
+        (Inbound("sms", "RESOLVED", address="+15555550101", provider_id="SMr"), T0 + timedelta(minutes=1)),
+        (Inbound("sms", "what time is my appointment?", address=late, provider_id="SMl"), T0 + timedelta(minutes=2)),
+    ]
+    one = prepared(f"sqlite:///{tmp_path / 'one.db'}")
+    singles = [one.handle_inbound(*b) for b in batch]
+    assert singles[0] == "staff_resolve" and singles[1] != "forwarded"
+    svc = prepared(fresh_pg_database(pg_url))
+    assert svc.handle_inbound_batch(batch) == singles
+    assert outcome_of(svc) == outcome_of(one)
+
+
+def test_a_prefetched_context_stands_only_while_nothing_wrote_to_the_client(pg_url: str) -> None:
+    """Service._prefetched: a row read at the batch's start is not used once a flush wrote to the
+    client's rows, nor once their next appointment has started."""
+    from storage import store
+    from tests.conftest import fresh_pg_database
+
+    svc = setup(fresh_pg_database(pg_url))
+    start = T0 + timedelta(days=2)  # every client's appointment (setup)
+    with svc.unit(T0) as u:
+        u.batched = True
+        store.track_touched(u.s)
+        u.prefetched = store.inbound_context_rows(u.s, T0, ["c0", "c1", "c2", "c3", "nobody"])
+        assert set(u.prefetched) == {"c0", "c1", "c2", "c3"}
+        # a row that names the client, not yet written: the context is read after it
+        u.s.add(Conversation(client_id="c3", dialogue="feedback", step="rating", active=True, started_at=T0))
+        ctx3 = svc._context(u, client_id="c3")
+        assert ctx3 is not None and ctx3.conversation is not None and ctx3.conversation.dialogue == "feedback"
+        a1 = u.s.get(Appointment, "a1")
+        assert a1 is not None
+        a1.status = "cancelled"
+        u.s.flush()  # written, no longer pending: only the flush's record tells
+        assert not store.has_pending(u.s, "c1") and store.touched(u.s) == {"c1", "c3"}
+        ctx1 = svc._context(u, client_id="c1")
+        assert ctx1 is not None and ctx1.appointment is None  # read again: the cancelled one is not next
+        u.now = start  # c2's appointment starts now: not the next one any more
+        ctx2 = svc._context(u, client_id="c2")
+        assert ctx2 is not None and ctx2.appointment is None
+        u.now = T0
+        ctx0 = svc._context(u, client_id="c0")  # untouched: the prefetched row, as a read gives it
+        assert ctx0 is not None and ctx0.appointment is not None and ctx0.appointment.id == "a0"
+        assert ctx0.client in u.s and not u.s.dirty and u.prefetched == {}
