@@ -327,3 +327,58 @@ def test_a_prefetched_context_stands_only_while_nothing_wrote_to_the_client(pg_u
         ctx0 = svc._context(u, client_id="c0")  # untouched: the prefetched row, as a read gives it
         assert ctx0 is not None and ctx0.appointment is not None and ctx0.appointment.id == "a0"
         assert ctx0.client in u.s and not u.s.dirty and u.prefetched == {}
+
+
+def test_postgres_batches_of_the_same_clients_in_two_processes_neither_deadlock_nor_read_stale(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two services on their own engines (two processes' worth) process batches of the same clients
+    at once, each client's state moving (offers of slots, a pick, a confirmation). A batch takes
+    its locks at its start and reads its contexts after them: no batch is rolled back (a deadlock
+    or a conflict would redo it one message at a time), and no client ever has two conversations
+    open, which a context read before the other process committed would leave behind."""
+    import random
+    import threading
+
+    from tests.conftest import fresh_pg_database
+
+    url = fresh_pg_database(pg_url)
+    first = setup(url)
+    second = Service(CFG, make_engine(url))
+    rng = random.Random(5)
+    texts = ["can we move it to friday afternoon?", "1", "yes", "thanks!", "what time is my appointment?"]
+    plans: list[list[list[tuple[Inbound, datetime]]]] = [[], []]
+    for p, plan in enumerate(plans):
+        for b in range(15):
+            senders = rng.sample(PHONES[:4], 4)  # four clients, a different order each time
+            plan.append(
+                [
+                    (Inbound("sms", rng.choice(texts), address=s, provider_id=f"SM{p}-{b}-{k}"), T0)
+                    for k, s in enumerate(senders)
+                ]
+            )
+    results: list[list[str]] = [[], []]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run(i: int, svc: Service) -> None:
+        try:
+            start.wait()
+            for batch in plans[i]:
+                results[i] += svc.handle_inbound_batch(batch)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    with caplog.at_level("WARNING", logger="rapport.service"):
+        threads = [threading.Thread(target=run, args=(i, svc)) for i, svc in enumerate((first, second))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(results[0]) == len(results[1]) == 60 and "duplicate" not in results[0] + results[1]
+    assert len(outcome_of(first)["in"]) == 120
+    with Session(first.db) as s:
+        open_ = Counter(c.client_id for c in s.exec(select(Conversation).where(col(Conversation.active))))
+    assert open_ and max(open_.values()) == 1
