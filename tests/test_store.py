@@ -299,6 +299,48 @@ def test_outbox_claims_by_priority(db) -> None:  # type: ignore[no-untyped-def]
     assert [r.body for r in outbox.claim(db, T0, 50)] == ["crisis", "low"]
 
 
+def test_outbox_records_a_batch_of_sends(db) -> None:  # type: ignore[no-untyped-def]
+    """record_sent (one statement over arrays on PostgreSQL, two executemany on SQLite): every row
+    and its message sent with its provider id; a message already delivered stays delivered; rows
+    not in the batch are untouched."""
+    statuses = ["queued", "delivered", "queued", "queued"]
+    with Session(db) as s:
+        msgs = [
+            # ids unlike the outbox rows': a mix-up of the two shows
+            Message(id=100 + i, direction="out", channel="sms", body=f"m{i}", status=st, error="try 1/10: 503")
+            for i, st in enumerate(statuses)
+        ]
+        s.add_all(msgs)
+        s.flush()
+        rows = [
+            Outbox(
+                message_id=m.id, channel="sms", to="+1", body=m.body, status="sending", error="x", next_attempt_at=T0
+            )
+            for m in msgs
+        ]
+        s.add_all(rows)
+        s.commit()
+        ids = [(r.id, m.id) for r, m in zip(rows, msgs, strict=True)]
+    pids = ["SM1", "SM'2\"", None]
+    outbox.record_sent(db, [(r, m, p) for (r, m), p in zip(ids[:3], pids, strict=True)])
+    outbox.record_sent(db, [])
+    with Session(db) as s:
+        got_rows = [s.get(Outbox, r) for r, _ in ids]
+        got_msgs = [s.get(Message, m) for _, m in ids]
+    assert [(r.status, r.provider_id, r.error) for r in got_rows if r] == [
+        ("sent", "SM1", None),
+        ("sent", "SM'2\"", None),
+        ("sent", None, None),
+        ("sending", None, "x"),
+    ]
+    assert [(m.status, m.provider_id, m.error) for m in got_msgs if m] == [
+        ("sent", "SM1", None),
+        ("delivered", "SM'2\"", None),
+        ("sent", None, None),
+        ("queued", None, "try 1/10: 503"),
+    ]
+
+
 def test_postgres_client_lock_holds_across_connections(pg_url: str) -> None:
     db_url = fresh_pg_database(pg_url)
     upgrade_url(db_url)
