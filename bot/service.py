@@ -250,7 +250,7 @@ class Service:
 
         They are taken in address order (stable, so one sender's messages keep their order). On
         PostgreSQL every client lock the batch needs is taken at its start, in one statement and in
-        key order (_lock_batch), so two batches cannot deadlock each other. If anything fails the
+        key order (_prepare_batch), so two batches cannot deadlock each other. If anything fails the
         whole batch is rolled back and each message is processed on its own, so a bad message costs
         only itself.
         """
@@ -277,7 +277,7 @@ class Service:
                         fresh.discard(key)
                     todo.append(i)
                 if store.is_postgres(u.s):
-                    self._lock_batch(u, [batch[i][0] for i in todo], min((batch[i][1] for i in todo), default=u.now))
+                    self._prepare_batch(u, [batch[i][0] for i in todo], min((batch[i][1] for i in todo), default=u.now))
                 for i in todo:
                     u.now = batch[i][1]
                     out[i] = self._inbound(u, batch[i][0], seen=True)
@@ -409,7 +409,7 @@ class Service:
         if store.lock_key(client_key) not in u.locked:
             store.lock_client(u.s, client_key)
 
-    def _lock_batch(self, u: Unit, inbs: Sequence[Inbound], earliest: datetime) -> None:
+    def _prepare_batch(self, u: Unit, inbs: Sequence[Inbound], earliest: datetime) -> None:
         """PostgreSQL: the ids the batch's addresses belong to, one statement a channel; every
         client lock its messages will take, in one statement (store.lock_clients); then, under
         those locks, every sender's context in one statement: four round trips for the batch
@@ -418,21 +418,24 @@ class Service:
         the ids read here stay the ones _locked_context would read; a context is used only while
         it is still what a read would give (_prefetched)."""
         addresses: dict[str, set[str]] = {}
-        keys: list[str] = []
+        ids: list[str] = []  # the clients whose contexts are read
+        unknown: list[str] = []  # addresses no client has: locked by address
         for inb in inbs:
             channel, address = _split_address(inb)
             if inb.client_id is not None:
-                keys.append(inb.client_id)
+                ids.append(inb.client_id)
             elif address and alerts.staff_member(self.cfg, channel, address) is None:
                 addresses.setdefault(channel, set()).add(address)
         for channel, found in addresses.items():
             for address, cid in store.client_ids_by_address(u.s, channel, found).items():
                 u.client_ids[(channel, address)] = cid
-                keys.append(cid or f"addr:{address}")
-        u.locked = store.lock_clients(u.s, keys)
+                if cid:
+                    ids.append(cid)
+                else:
+                    unknown.append(f"addr:{address}")
+        u.locked = store.lock_clients(u.s, [*ids, *unknown])
         store.track_touched(u.s)
-        ids = [inb.client_id for inb in inbs if inb.client_id is not None]
-        u.prefetched = store.inbound_context_rows(u.s, earliest, [*ids, *filter(None, u.client_ids.values())])
+        u.prefetched = store.inbound_context_rows(u.s, earliest, ids)
 
     def _prefetched(self, u: Unit, client_id: str) -> store.InboundContext | None:
         """The client's context as read at the batch's start, if it stands for a read now: nothing

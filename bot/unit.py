@@ -29,7 +29,7 @@ class Unit:
     # message's context does not flush what the earlier ones changed unless it concerns the same
     # client (Service._context).
     batched: bool = False
-    # PostgreSQL, an inbound batch (Service._lock_batch): the client locks taken for the whole batch
+    # PostgreSQL, an inbound batch (Service._prepare_batch): the client locks taken for the whole batch
     # at its start, and the client ids its addresses had then.
     locked: set[int] = field(default_factory=set)
     client_ids: dict[tuple[str, str], str | None] = field(default_factory=dict)

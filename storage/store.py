@@ -125,18 +125,25 @@ _CONTEXT_BY = {
     # after the client's lock on PostgreSQL: what another process committed meanwhile wins
     "id": _CONTEXT.where(col(Client.id) == bindparam("a")).execution_options(populate_existing=True),
 }
-_CT0 = table_of(Client)
+_CT, _VT, _AT = table_of(Client), table_of(Conversation), table_of(Appointment)
+
+
+def _address_column(channel: str) -> str:
+    """The client column an address of ``channel`` is matched against."""
+    return "telegram" if channel == "telegram" else "phone"
+
+
 # The smallest id when two clients share an address, so the single and the batched lookups agree.
 _CLIENT_ID_BY = {
-    ch: Hot(sa_select(_CT0.c.id).where(_CT0.c[ch] == bindparam("a")).order_by(_CT0.c.id).limit(1), ("a",))
+    ch: Hot(sa_select(_CT.c.id).where(_CT.c[ch] == bindparam("a")).order_by(_CT.c.id).limit(1), ("a",))
     for ch in ("phone", "telegram")
 }
-# PostgreSQL only (an inbound batch, Service._lock_batch): the ids of many addresses at once.
+# PostgreSQL only (an inbound batch, Service._prepare_batch): the ids of many addresses at once.
 _CLIENT_IDS_BY = {
     ch: Hot(
-        sa_select(_CT0.c[ch], _CT0.c.id)
-        .where(_CT0.c[ch] == any_(bindparam("as", type_=ARRAY(String))))
-        .order_by(_CT0.c.id.desc()),
+        sa_select(_CT.c[ch], _CT.c.id)
+        .where(_CT.c[ch] == any_(bindparam("as", type_=ARRAY(String))))
+        .order_by(_CT.c.id.desc()),
         ("as",),
     )
     for ch in ("phone", "telegram")
@@ -241,7 +248,6 @@ def active_conversation(s: Session, client_id: str) -> Conversation | None:
 
 # The same statement over plain columns, run on the cursor (storage.hot): the client's, the
 # conversation's and the appointment's columns in table order, then the alert id and the takeover.
-_CT, _VT, _AT = table_of(Client), table_of(Conversation), table_of(Appointment)
 _C3, _A3, _AL3 = _VT.alias(), _AT.alias(), table_of(Alert).alias()
 _CONTEXT_COLUMNS = (
     sa_select(
@@ -256,9 +262,7 @@ _CONTEXT_COLUMNS = (
     .outerjoin(_AT, _AT.c.id == _next_appointment_of(_A3.c, _CT.c.id, _A3.c.id).scalar_subquery())
 )
 _CONTEXT_HOT = {
-    "phone": Hot(_CONTEXT_COLUMNS.where(_CT.c.phone == bindparam("a")), ("a", "now")),
-    "telegram": Hot(_CONTEXT_COLUMNS.where(_CT.c.telegram == bindparam("a")), ("a", "now")),
-    "id": Hot(_CONTEXT_COLUMNS.where(_CT.c.id == bindparam("a")), ("a", "now")),
+    by: Hot(_CONTEXT_COLUMNS.where(_CT.c[by] == bindparam("a")), ("a", "now")) for by in ("phone", "telegram", "id")
 }
 _ENTITIES = tuple(
     (class_mapper(cls), tuple(c.key for c in table_of(cls).c)) for cls in (Client, Conversation, Appointment)
@@ -296,6 +300,14 @@ def _attached(s: Session, row: tuple[Any, ...]) -> list[Any] | None:
     return out
 
 
+def _context_of(s: Session, row: tuple[Any, ...]) -> InboundContext | None:
+    """A context row (_CONTEXT_COLUMNS) as an InboundContext of the session's objects (_attached)."""
+    objs = _attached(s, row)
+    if objs is None:
+        return None
+    return InboundContext(objs[0], objs[1], objs[2], row[_ENTITY_COLUMNS], bool(row[_ENTITY_COLUMNS + 1]))
+
+
 def inbound_context(s: Session, now: datetime, *, client_id: str | None = None,
                     channel: str = "", address: str = "") -> InboundContext | None:
     """What handling an inbound message reads, in one statement (see _CONTEXT); by the client's id
@@ -304,17 +316,16 @@ def inbound_context(s: Session, now: datetime, *, client_id: str | None = None,
     The statement runs on the cursor (storage.hot) and its rows become the session's objects
     directly, unless one of them is in the session already: then the ORM reads it, so an object
     the unit holds is never silently replaced."""
-    kind = "id" if client_id is not None else "telegram" if channel == "telegram" else "phone"
+    kind = "id" if client_id is not None else _address_column(channel)
     key = client_id if client_id is not None else address
     if s.autoflush:  # what the ORM's query would have done first
         s.flush()
     rows = _CONTEXT_HOT[kind].rows(s.connection(), {"a": key, "now": now})
     if not rows:
         return None
-    objs = _attached(s, rows[0])
-    if objs is not None:
-        alert_id, taken = rows[0][_ENTITY_COLUMNS], rows[0][_ENTITY_COLUMNS + 1]
-        return InboundContext(objs[0], objs[1], objs[2], alert_id, bool(taken))
+    ctx = _context_of(s, rows[0])
+    if ctx is not None:
+        return ctx
     row = s.execute(_CONTEXT_BY[kind], {"a": key, "now": now}).first()
     if row is None:
         return None
@@ -341,10 +352,7 @@ def context_of_row(s: Session, row: tuple[Any, ...], now: datetime) -> InboundCo
     start = row[_APPOINTMENT_START]
     if start is not None and start <= now:
         return None
-    objs = _attached(s, row)
-    if objs is None:
-        return None
-    return InboundContext(objs[0], objs[1], objs[2], row[_ENTITY_COLUMNS], bool(row[_ENTITY_COLUMNS + 1]))
+    return _context_of(s, row)
 
 
 # Clients whose rows a flush of this session wrote (track_touched): with has_pending, whether a
@@ -392,7 +400,7 @@ def has_pending(s: Session, client_id: str | None) -> bool:
 
 def client_id_by_address(s: Session, channel: str, address: str) -> str | None:
     """Only the id: what PostgreSQL needs before the client's lock (everything is read after it)."""
-    rows = _CLIENT_ID_BY["telegram" if channel == "telegram" else "phone"].rows(s.connection(), {"a": address})
+    rows = _CLIENT_ID_BY[_address_column(channel)].rows(s.connection(), {"a": address})
     return cast(str, rows[0][0]) if rows else None
 
 
@@ -405,7 +413,7 @@ def client_ids_by_address(s: Session, channel: str, addresses: Iterable[str]) ->
     stored = {a: without_nul(a) for a in addresses}
     found: dict[str, str] = {}
     if stored:
-        q = _CLIENT_IDS_BY["telegram" if channel == "telegram" else "phone"]
+        q = _CLIENT_IDS_BY[_address_column(channel)]
         for address, cid in q.rows(s.connection(), {"as": sorted(set(stored.values()))}):
             found[address] = cid  # largest id first: the smallest, written last, wins
     return {a: found.get(k) for a, k in stored.items()}

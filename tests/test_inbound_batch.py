@@ -233,7 +233,7 @@ def test_the_slot_search_sees_unflushed_moves_and_leaves_confirmations_pending(d
 def test_a_postgres_batch_looks_up_its_senders_and_takes_their_locks_once(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Not three round trips a message while the batch holds its transaction (Service._lock_batch):
+    """Not three round trips a message while the batch holds its transaction (Service._prepare_batch):
     the senders' ids, their locks and their contexts once for the batch; a client's second message
     reads its context again, after what the first one changed."""
     from storage import store
